@@ -1,0 +1,158 @@
+# shellcheck shell=bash
+# Shared helpers for the p2pmem_pci scripts: paths, messages, progress,
+# the build lock and the kernel tree checks. Sourced by the scripts in
+# scripts/, never run on its own.
+
+P2PMEM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PROG=${0##*/}
+
+P2PMEM_CACHE=${P2PMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/p2pmem-pci}
+LOG_DIR=$P2PMEM_CACHE/logs
+BRANCH=${BRANCH:-p2pmem-pci}
+if [[ -n ${KSRC:-} ]]; then
+	KTREE=$KSRC
+	BASE=${BASE:-v7.3}
+else
+	KTREE=$P2PMEM_CACHE/linux
+	BASE=${BASE:-p2pmem-base}
+fi
+export P2PMEM_CACHE BRANCH BASE
+
+msg() { printf '%s\n' "$*"; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die() {
+	printf '%s: error: %s\n' "$PROG" "$*" >&2
+	exit 1
+}
+
+# fmt_secs SECONDS -> "7m35s" / "42s" / "1h02m03s"
+fmt_secs() {
+	local s=$1
+	if ((s >= 3600)); then
+		printf '%dh%02dm%02ds' $((s / 3600)) $((s % 3600 / 60)) $((s % 60))
+	elif ((s >= 60)); then
+		printf '%dm%02ds' $((s / 60)) $((s % 60))
+	else
+		printf '%ds' "$s"
+	fi
+}
+
+# log_file NAME -> path of a fresh (emptied) log file under $LOG_DIR
+log_file() {
+	mkdir -p "$LOG_DIR"
+	: >"$LOG_DIR/$1.log"
+	printf '%s/%s.log' "$LOG_DIR" "$1"
+}
+
+# show_log_tail LOG: the last 40 lines of a log, for a failed step.
+show_log_tail() {
+	printf -- '--- last 40 lines of %s ---\n' "$1" >&2
+	tail -n 40 "$1" | tr -d '\r' >&2
+	printf -- '--- end of %s ---\n' "$1" >&2
+}
+
+# run_progress LOG CMD...: run CMD with all output appended to LOG, print
+# "... 1m30s" every PROGRESS_EVERY seconds (default 30) while it runs.
+# Returns CMD's exit status; prints nothing else.
+run_progress() {
+	local log=$1 pid rc=0 start next now
+	shift
+	start=$SECONDS
+	next=$((start + ${PROGRESS_EVERY:-30}))
+	"$@" >>"$log" 2>&1 </dev/null &
+	pid=$!
+	# A TERM to us (timeout, CI) must not leave the child running.
+	trap 'kill "$pid" 2>/dev/null; exit 143' TERM
+	trap 'kill "$pid" 2>/dev/null; exit 130' INT
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		now=$SECONDS
+		if ((now >= next)); then
+			msg "    ... $(fmt_secs $((now - start)))"
+			next=$((now + ${PROGRESS_EVERY:-30}))
+		fi
+	done
+	wait "$pid" || rc=$?
+	trap - TERM INT
+	return "$rc"
+}
+
+# run_step "WHAT" LOG CMD...: say what is happening and where the log is,
+# run CMD with progress, then "done in 7m35s"; on failure show the log tail
+# and return CMD's status.
+run_step() {
+	local what=$1 log=$2 start rc=0
+	shift 2
+	start=$SECONDS
+	msg "$what (log: $log)"
+	run_progress "$log" "$@" || rc=$?
+	if ((rc != 0)); then
+		msg "    failed after $(fmt_secs $((SECONDS - start))) (exit $rc)"
+		show_log_tail "$log"
+		return "$rc"
+	fi
+	msg "    done in $(fmt_secs $((SECONDS - start)))"
+}
+
+# take_build_lock: serialise kernel builds (and changes to the kernel tree)
+# on $P2PMEM_CACHE/build.lock, for this process and everything it starts.
+take_build_lock() {
+	[[ -n ${P2PMEM_BUILD_LOCK_HELD:-} ]] && return 0
+	local lock=$P2PMEM_CACHE/build.lock
+	mkdir -p "$P2PMEM_CACHE"
+	exec 9>>"$lock"
+	if ! flock -n 9; then
+		msg "waiting for another kernel build to finish (lock: $lock)"
+		flock 9
+	fi
+	export P2PMEM_BUILD_LOCK_HELD=$$
+}
+
+# kgit ARGS...: git in the kernel tree.
+kgit() { git -C "$KTREE" "$@"; }
+
+# require_ktree: the kernel tree exists, is a git work tree with a Linux
+# Makefile, and BASE resolves.  Sets BASE_COMMIT.
+require_ktree() {
+	local hint="run scripts/prepare-base first"
+	[[ -n ${KSRC:-} ]] && hint="KSRC must name a Linux kernel git work tree"
+	[[ -d $KTREE ]] || die "kernel tree $KTREE does not exist: $hint"
+	[[ $(kgit rev-parse --is-inside-work-tree 2>/dev/null) == true ]] ||
+		die "$KTREE is not a git work tree: $hint"
+	if [[ ! -f $KTREE/scripts/kconfig/merge_config.sh ]] ||
+		! grep -q '^PATCHLEVEL = ' "$KTREE/Makefile" 2>/dev/null; then
+		die "$KTREE does not look like a Linux source tree (no top-level kernel Makefile): $hint"
+	fi
+	BASE_COMMIT=$(kgit rev-parse --verify -q "$BASE^{commit}") ||
+		die "BASE=$BASE does not name a commit in $KTREE: set BASE=<tag or commit> (the mainline v7.3 commit or your base)"
+}
+
+# tree_dirty: true if tracked files in the kernel tree have uncommitted changes.
+tree_dirty() {
+	[[ -n $(kgit status --porcelain --untracked-files=no) ]]
+}
+
+# series_files: the patch files listed in series, in order, as absolute
+# paths; dies if one is missing.
+series_files() {
+	local line file
+	[[ -f $P2PMEM_ROOT/series ]] || return 0
+	while IFS= read -r line || [[ -n $line ]]; do
+		line=${line%%#*}
+		line=${line//[[:space:]]/}
+		[[ -z $line ]] && continue
+		file=$P2PMEM_ROOT/patches/$line
+		[[ -f $file ]] || die "series lists $line but patches/$line does not exist: fix series or run scripts/export"
+		printf '%s\n' "$file"
+	done <"$P2PMEM_ROOT/series"
+}
+
+# patch_ids < mbox-or-log-p: the stable patch-ids, in order.
+patch_ids() {
+	git patch-id --stable | cut -d' ' -f1
+}
+
+# branch_patch_ids: patch-ids of BASE..BRANCH, oldest first.
+branch_patch_ids() {
+	kgit log -p --no-color --no-ext-diff --reverse --format='commit %H' "$BASE_COMMIT..refs/heads/$BRANCH" | patch_ids
+}

@@ -1,0 +1,1644 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * p2pmem-check - guest-side test cases for the p2pmem_pci driver
+ *
+ * Every case subcommand is one test case: it prints exactly one line
+ *
+ *	P2PMEM-RESULT: PASS|FAIL|SKIP <case> [reason]
+ *
+ * on stdout and exits 0 (pass, skip) or 1 (fail). Diagnostics go to stderr.
+ * Helper subcommands (list, snapshot, leak-check) print no result line.
+ *
+ * TARGET names a p2p memory provider: "cmb" (the NVMe CMB, 0000:03:00.0,
+ * node mode pool) or "ivshmem" (ivshmem BAR2 bound to p2pmem_pci,
+ * 0000:05:00.0, node mode device), or a PCI address. The node is found by
+ * scanning /sys/class/misc/p2pmem* for the one whose parent is that device.
+ * Case names are <subcommand>[-<arg>]-<target>, e.g. odirect-64k-cmb.
+ *
+ * A failing case returns at once without undoing its mappings: every case is
+ * a process of its own, and its exit releases them before the next case.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+#define MODULE_NAME		"p2pmem_pci"
+#define SYSFS_MISC		"/sys/class/misc"
+#define SYSFS_PCI		"/sys/bus/pci"
+#define MISC_MAJOR_NR		10
+#define MAX_NODES		32
+#define MAX_PROVIDERS		32
+
+#define SYSFS_TIMEOUT_S		30	/* unbind/bind/probe must return by then */
+#define NODE_TIMEOUT_MS		20000	/* a node (or disk) appears after bind */
+#define AVAIL_TIMEOUT_MS	5000	/* freed p2p memory is back in the pool */
+
+enum { R_PASS, R_FAIL, R_SKIP };
+
+#define TRY(expr) do {					\
+	int r_ = (expr);				\
+	if (r_ != R_PASS)				\
+		return r_;				\
+} while (0)
+
+#define CHECK(cond, ...) do {				\
+	if (!(cond))					\
+		return fail(__VA_ARGS__);		\
+} while (0)
+
+static char case_name[128] = "p2pmem-check";
+static char reason[512];
+static size_t page;
+
+/* ---- reporting ---------------------------------------------------------- */
+
+static void vnote(const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "  [%s] %s", case_name, prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vnote("", fmt, ap);
+	va_end(ap);
+}
+
+/* Record the first failure as the case's reason. Return: R_FAIL. */
+static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (!reason[0])
+		vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	va_start(ap, fmt);
+	vnote("FAIL: ", fmt, ap);
+	va_end(ap);
+	return R_FAIL;
+}
+
+static int __attribute__((format(printf, 1, 2))) skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	return R_SKIP;
+}
+
+static void print_result(int r)
+{
+	static const char *const verdict[] = { "PASS", "FAIL", "SKIP" };
+
+	for (char *p = reason; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	printf("P2PMEM-RESULT: %s %s%s%s\n", verdict[r], case_name,
+	       reason[0] ? " " : "", reason);
+	fflush(stdout);
+}
+
+static const char *ename(int e)
+{
+	const char *s = strerrorname_np(e);
+
+	return s ? s : "E?";
+}
+
+static const char *sz(unsigned long long v)
+{
+	static char buf[4][32];
+	static int i;
+
+	i = (i + 1) % 4;
+	return human_size(v, buf[i], sizeof(buf[i]));
+}
+
+static void sleep_ms(int ms)
+{
+	usleep(ms * 1000);
+}
+
+/* Copy a string, truncating it to fit @len. */
+static void scopy(char *dst, size_t len, const char *src)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* ---- sysfs and procfs --------------------------------------------------- */
+
+static int vpath(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	if (vsnprintf(buf, len, fmt, ap) >= (int)len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Read a file into @buf without its trailing newlines. */
+static int __attribute__((format(printf, 3, 4)))
+read_strf(char *buf, size_t len, const char *fmt, ...)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+	va_list ap;
+	int fd, err;
+
+	va_start(ap, fmt);
+	err = vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (err)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	err = errno;
+	close(fd);
+	if (n < 0) {
+		errno = err;
+		return -1;
+	}
+	while (n > 0 && buf[n - 1] == '\n')
+		n--;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Read a file holding one decimal number. */
+static int __attribute__((format(printf, 2, 3)))
+read_u64f(unsigned long long *v, const char *fmt, ...)
+{
+	char path[PATH_MAX], buf[64], *end;
+	va_list ap;
+	int err;
+
+	va_start(ap, fmt);
+	err = vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (err || read_strf(buf, sizeof(buf), "%s", path))
+		return -1;
+	errno = 0;
+	*v = strtoull(buf, &end, 10);
+	if (!isdigit((unsigned char)buf[0]) || errno || *end) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+static int write_str(const char *path, const char *s)
+{
+	ssize_t n;
+	int fd, err;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = write(fd, s, strlen(s));
+	err = n < 0 ? errno : (size_t)n == strlen(s) ? 0 : EIO;
+	close(fd);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+static bool __attribute__((format(printf, 1, 2))) existsf(const char *fmt, ...)
+{
+	char path[PATH_MAX];
+	va_list ap;
+	int err;
+
+	va_start(ap, fmt);
+	err = vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return !err && !access(path, F_OK);
+}
+
+/* Last component of the target of a symlink, e.g. the BDF of a "device" link. */
+static int __attribute__((format(printf, 3, 4)))
+link_namef(char *buf, size_t len, const char *fmt, ...)
+{
+	char path[PATH_MAX], target[PATH_MAX], *base;
+	va_list ap;
+	ssize_t n;
+	int err;
+
+	va_start(ap, fmt);
+	err = vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (err)
+		return -1;
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	base = strrchr(target, '/');
+	scopy(buf, len, base ? base + 1 : target);
+	return 0;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+/* The driver bound to PCI device @bdf. Return: 0, or -1 if none. */
+static int driver_of(const char *bdf, char *drv, size_t len)
+{
+	return link_namef(drv, len, SYSFS_PCI "/devices/%s/driver", bdf);
+}
+
+static bool module_loaded(void)
+{
+	char line[256];
+	bool found = false;
+	FILE *f = fopen("/proc/modules", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = !strncmp(line, MODULE_NAME " ", strlen(MODULE_NAME) + 1);
+	fclose(f);
+	return found;
+}
+
+/* ---- targets, nodes, disks ---------------------------------------------- */
+
+struct target {
+	const char *label;		/* case-name suffix */
+	char bdf[32];
+	const char *mode;		/* expected node mode, NULL: any */
+	int bar;			/* expected BAR, -1: any */
+	unsigned long long size;	/* expected size, 0: pool size if pool */
+	int index;			/* selects disjoint disk ranges */
+};
+
+static const struct target known_targets[] = {
+	{ "cmb", "0000:03:00.0", "pool", -1, 0, 0 },
+	{ "ivshmem", "0000:05:00.0", "device", 2, 64 * MIB, 1 },
+};
+
+static const char *const target_env[] = { "P2PMEM_CMB_BDF", "P2PMEM_IVSHMEM_BDF" };
+
+static int resolve_target(const char *arg, struct target *t)
+{
+	static char label[32];
+
+	for (size_t i = 0; i < sizeof(known_targets) / sizeof(known_targets[0]); i++) {
+		if (strcmp(arg, known_targets[i].label))
+			continue;
+		*t = known_targets[i];
+		scopy(t->bdf, sizeof(t->bdf), env_or(target_env[i], known_targets[i].bdf));
+		return 0;
+	}
+	if (!strchr(arg, ':') || strlen(arg) >= sizeof(t->bdf))
+		return -1;
+	/* any other PCI device: no expectations beyond the contract */
+	*t = (struct target){ label, "", NULL, -1, 0, 2 };
+	scopy(t->bdf, sizeof(t->bdf), arg);
+	scopy(label, sizeof(label), arg);
+	for (char *p = label; *p; p++)
+		if (*p == ':' || *p == '.')
+			*p = '-';
+	return 0;
+}
+
+struct node {
+	char name[32];			/* p2pmemN */
+	char dev[48];			/* /dev/p2pmemN */
+	char bdf[32];			/* PCI parent */
+	char mode[16];			/* "pool" or "device" */
+	unsigned long long size, bar, bar_offset;
+	bool pool;
+};
+
+static int node_load(const char *name, struct node *n)
+{
+	memset(n, 0, sizeof(*n));
+	scopy(n->name, sizeof(n->name), name);
+	snprintf(n->dev, sizeof(n->dev), "/dev/%s", n->name);
+	if (link_namef(n->bdf, sizeof(n->bdf), SYSFS_MISC "/%s/device", name) ||
+	    read_strf(n->mode, sizeof(n->mode), SYSFS_MISC "/%s/mode", name) ||
+	    read_u64f(&n->size, SYSFS_MISC "/%s/size", name) ||
+	    read_u64f(&n->bar, SYSFS_MISC "/%s/bar", name) ||
+	    read_u64f(&n->bar_offset, SYSFS_MISC "/%s/bar_offset", name))
+		return -1;
+	n->pool = !strcmp(n->mode, "pool");
+	return 0;
+}
+
+/*
+ * Collect the nodes whose PCI parent is @bdf (every node if NULL) into @out.
+ * With @strict, a node whose attributes cannot be read fails the case.
+ * Return: number of nodes (may exceed @max), or -1 (strict failure).
+ */
+static int node_scan(const char *bdf, struct node *out, int max, bool strict)
+{
+	DIR *d = opendir(SYSFS_MISC);
+	struct dirent *e;
+	int cnt = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		struct node n;
+
+		if (strncmp(e->d_name, "p2pmem", 6))
+			continue;
+		if (node_load(e->d_name, &n)) {
+			if (strict) {
+				fail("%s: cannot read its sysfs attributes (device, mode, size, bar, bar_offset): %s",
+				     e->d_name, strerror(errno));
+				cnt = -1;
+				break;
+			}
+			note("warning: %s: incomplete sysfs attributes", e->d_name);
+			continue;
+		}
+		if (bdf && strcmp(n.bdf, bdf))
+			continue;
+		if (cnt < max)
+			out[cnt] = n;
+		cnt++;
+	}
+	closedir(d);
+	return cnt;
+}
+
+static int find_node(const struct target *t, struct node *n)
+{
+	struct node all[MAX_NODES];
+	int cnt = node_scan(t->bdf, all, MAX_NODES, false);
+
+	CHECK(cnt > 0, "no /dev/p2pmem* node has PCI parent %s", t->bdf);
+	CHECK(cnt == 1, "%d nodes have PCI parent %s, expected one", cnt, t->bdf);
+	*n = all[0];
+	note("%s: parent %s, mode %s, bar %llu, bar_offset %llu, size %s",
+	     n->dev, n->bdf, n->mode, n->bar, n->bar_offset, sz(n->size));
+	return R_PASS;
+}
+
+/* Wait (quietly) until PCI device @bdf has a node: after a bind, an insmod, a boot. */
+static void wait_for_node(const char *bdf)
+{
+	struct node n;
+
+	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
+		if (node_scan(bdf, &n, 1, false) > 0)
+			return;
+		sleep_ms(100);
+	}
+}
+
+static int wait_node(const struct target *t, struct node *n)
+{
+	wait_for_node(t->bdf);
+	return find_node(t, n);
+}
+
+/* Wait until the node @n (sysfs and /dev) is gone. */
+static int wait_node_gone(const struct node *n, const char *after)
+{
+	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
+		if (!existsf(SYSFS_MISC "/%s", n->name) && access(n->dev, F_OK))
+			return R_PASS;
+		sleep_ms(100);
+	}
+	return fail("%s still exists %d s after %s", n->dev, NODE_TIMEOUT_MS / 1000, after);
+}
+
+/* The block device of the NVMe controller at @bdf (first namespace). */
+static bool disk_of(const char *bdf, char *dev, size_t len)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+	char best[64] = "";
+
+	while (d && (e = readdir(d))) {
+		char who[64];
+
+		if (e->d_name[0] == '.' ||
+		    link_namef(who, sizeof(who), "/sys/block/%s/device/device", e->d_name) ||
+		    strcmp(who, bdf))
+			continue;
+		if (!best[0] || strcmp(e->d_name, best) < 0)
+			scopy(best, sizeof(best), e->d_name);
+	}
+	if (d)
+		closedir(d);
+	snprintf(dev, len, "/dev/%s", best);
+	return best[0];
+}
+
+static int find_disk(const char *bdf, char *dev, size_t len)
+{
+	CHECK(disk_of(bdf, dev, len), "no block device of PCI %s in /sys/block", bdf);
+	return R_PASS;
+}
+
+static int wait_disk(const char *bdf)
+{
+	char dev[80];
+
+	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
+		if (disk_of(bdf, dev, sizeof(dev)) && !access(dev, F_OK))
+			return R_PASS;
+		sleep_ms(100);
+	}
+	return fail("the disk of %s did not come back within %d s", bdf, NODE_TIMEOUT_MS / 1000);
+}
+
+static const char *disk_a_bdf(void)
+{
+	return env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0");
+}
+
+static const char *disk_b_bdf(void)
+{
+	return env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0");
+}
+
+/* ---- provider accounting: p2pmem/available ------------------------------ */
+
+struct avail {
+	char bdf[32];
+	unsigned long long bytes;
+};
+
+static int get_avail(const char *bdf, unsigned long long *v)
+{
+	CHECK(!read_u64f(v, SYSFS_PCI "/devices/%s/p2pmem/available", bdf),
+	      "cannot read p2pmem/available of %s: %s", bdf, strerror(errno));
+	return R_PASS;
+}
+
+/* Wait for @bdf's p2pmem/available to equal @want: freed memory must come back. */
+static int wait_avail(const char *bdf, unsigned long long want, const char *when)
+{
+	unsigned long long cur = 0;
+	int ok = -1;
+
+	for (int ms = 0; ms <= AVAIL_TIMEOUT_MS; ms += 50) {
+		ok = read_u64f(&cur, SYSFS_PCI "/devices/%s/p2pmem/available", bdf);
+		if (!ok && cur == want)
+			return R_PASS;
+		sleep_ms(50);
+	}
+	CHECK(!ok, "%s: %s has no p2pmem/available (provider gone?)", when, bdf);
+	return fail("%s: %s p2pmem/available is %llu, expected %llu (%lld bytes missing)",
+		    when, bdf, cur, want, (long long)(want - cur));
+}
+
+/* Every p2p memory provider in the system and its available bytes. */
+static int avail_scan(struct avail *a, int max)
+{
+	DIR *d = opendir(SYSFS_PCI "/devices");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) && n < max) {
+		if (e->d_name[0] == '.' ||
+		    read_u64f(&a[n].bytes, SYSFS_PCI "/devices/%s/p2pmem/available", e->d_name))
+			continue;
+		scopy(a[n].bdf, sizeof(a[n].bdf), e->d_name);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int avail_compare(const struct avail *a, int n, const char *when)
+{
+	for (int i = 0; i < n; i++)
+		TRY(wait_avail(a[i].bdf, a[i].bytes, when));
+	return R_PASS;
+}
+
+/* ---- mappings, signals, children ---------------------------------------- */
+
+static int open_node(const struct node *n, int *fd)
+{
+	*fd = open(n->dev, O_RDWR | O_CLOEXEC);
+	CHECK(*fd >= 0, "open %s: %s", n->dev, strerror(errno));
+	return R_PASS;
+}
+
+static int map_node(const struct node *n, int fd, size_t len, off_t off, void **p)
+{
+	*p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+	CHECK(*p != MAP_FAILED, "mmap %s length %s offset %s: %s", n->dev, sz(len),
+	      sz((unsigned long long)off), strerror(errno));
+	return R_PASS;
+}
+
+/* mmap() must fail with @want; also checks that nothing was mapped. */
+static int expect_mmap_errno(int fd, size_t len, off_t off, int flags, int prot,
+			     int want, const char *what)
+{
+	void *p = mmap(NULL, len, prot, flags, fd, off);
+	int err = errno;
+
+	if (p != MAP_FAILED) {
+		munmap(p, len);
+		return fail("%s: mmap(length %s, offset %s) succeeded, expected %s",
+			    what, sz(len), sz((unsigned long long)off), ename(want));
+	}
+	CHECK(err == want, "%s: mmap(length %s, offset %s) failed with %s, expected %s",
+	      what, sz(len), sz((unsigned long long)off), ename(err), ename(want));
+	note("%s: %s as expected", what, ename(want));
+	return R_PASS;
+}
+
+static int expect_pattern(const void *p, size_t len, uint64_t seed, const char *what)
+{
+	long long bad = pattern_mismatch(p, len, seed);
+
+	CHECK(bad < 0, "%s: data differs at byte %lld of %s", what, bad, sz(len));
+	return R_PASS;
+}
+
+static int expect_zero(const void *p, size_t len, const char *what)
+{
+	long long bad = first_nonzero(p, len);
+
+	CHECK(bad < 0, "%s: byte %lld of %s is not zero (a previous user's data?)",
+	      what, bad, sz(len));
+	return R_PASS;
+}
+
+static sigjmp_buf touch_env;
+static volatile sig_atomic_t touch_signal;
+
+static void touch_handler(int sig)
+{
+	touch_signal = sig;
+	siglongjmp(touch_env, 1);
+}
+
+/* Read or write one word at @p. Return: 0 if it worked, else the signal raised. */
+static int touch(void *p, bool write)
+{
+	struct sigaction sa = { .sa_handler = touch_handler }, old_bus, old_segv;
+	volatile uint64_t *w = p;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old_bus);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	touch_signal = 0;
+	if (!sigsetjmp(touch_env, 1)) {
+		if (write)
+			*w = 0x5a5a5a5a5a5a5a5aULL;
+		else
+			(void)*w;
+	}
+	sigaction(SIGBUS, &old_bus, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+	return touch_signal;
+}
+
+static int expect_sigbus(void *p, bool write, const char *when)
+{
+	int sig = touch(p, write);
+
+	CHECK(sig == SIGBUS, "%s: %s the old mapping gave %s, expected SIGBUS", when,
+	      write ? "writing" : "reading",
+	      !sig ? "no fault" : sig == SIGSEGV ? "SIGSEGV" : "another signal");
+	note("%s: %s -> SIGBUS", when, write ? "write" : "read");
+	return R_PASS;
+}
+
+/*
+ * Run @fn in a child process ("another user"). The child's failure reason
+ * comes back through a pipe and becomes this case's reason.
+ */
+static int in_child(int (*fn)(void *), void *arg, const char *what)
+{
+	char buf[sizeof(reason)] = "";
+	int pfd[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	CHECK(!pipe(pfd), "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		int r;
+
+		close(pfd[0]);
+		r = fn(arg);
+		if (write(pfd[1], reason, strlen(reason)) < 0)
+			r = R_FAIL;
+		_exit(r);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(pfd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+	CHECK(WIFEXITED(status), "%s: child killed by signal %d", what, WTERMSIG(status));
+	CHECK(WEXITSTATUS(status) == R_PASS, "%s: %s", what, buf[0] ? buf : "child failed");
+	return R_PASS;
+}
+
+/* Show where a stuck child sleeps in the kernel, and all blocked tasks. */
+static void dump_stuck(pid_t pid)
+{
+	char stack[4096];
+
+	if (!read_strf(stack, sizeof(stack), "/proc/%d/stack", pid))
+		note("kernel stack of stuck writer %d:\n%s", pid, stack);
+	write_str("/proc/sysrq-trigger", "w");
+}
+
+/*
+ * Write @val to @path from a child process, so that a write that never
+ * returns (a hung unbind) fails the case instead of hanging it.
+ */
+static int write_timed(const char *path, const char *val, double *secs)
+{
+	double start = mono_time();
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid)
+		_exit(write_str(path, val) ? errno : 0);
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (mono_time() - start > SYSFS_TIMEOUT_S) {
+			dump_stuck(pid);
+			return fail("'echo %s > %s' did not return within %d s", val, path,
+				    SYSFS_TIMEOUT_S);
+		}
+		sleep_ms(10);
+	}
+	*secs = mono_time() - start;
+	CHECK(WIFEXITED(status), "writer of %s killed by signal %d", path, WTERMSIG(status));
+	CHECK(!WEXITSTATUS(status), "echo %s > %s: %s", val, path,
+	      strerror(WEXITSTATUS(status)));
+	note("echo %s > %s: %.2f s", val, path, *secs);
+	return R_PASS;
+}
+
+static int driver_write(const char *drv, const char *file, const char *bdf)
+{
+	char path[PATH_MAX];
+	double secs;
+
+	snprintf(path, sizeof(path), SYSFS_PCI "/drivers/%s/%s", drv, file);
+	return write_timed(path, bdf, &secs);
+}
+
+/* Map @len bytes of a fresh open: pool memory is zero; data reads back. */
+static int node_smoke(const struct node *n)
+{
+	uint64_t seed = new_seed();
+	size_t len = MIB;
+	void *p;
+	int fd;
+
+	TRY(open_node(n, &fd));
+	TRY(map_node(n, fd, len, 0, &p));
+	if (n->pool)
+		TRY(expect_zero(p, len, "fresh pool mapping"));
+	pattern_fill(p, len, seed);
+	TRY(expect_pattern(p, len, seed, "write then read back"));
+	CHECK(!munmap(p, len) && !close(fd), "munmap/close %s: %s", n->dev, strerror(errno));
+	note("%s works: %s mapped, written and read back", n->dev, sz(len));
+	return R_PASS;
+}
+
+/* ---- case: nodes / builtin-node / bind ---------------------------------- */
+
+static int check_devnode(const struct node *n)
+{
+	unsigned int maj, min;
+	struct stat st;
+	char buf[32];
+
+	CHECK(!stat(n->dev, &st), "stat %s: %s", n->dev, strerror(errno));
+	CHECK(S_ISCHR(st.st_mode), "%s is not a character device", n->dev);
+	CHECK((st.st_mode & 07777) == 0600, "%s has mode %04o, expected 0600", n->dev,
+	      st.st_mode & 07777);
+	CHECK(!st.st_uid && !st.st_gid, "%s is owned by %u:%u, expected root", n->dev,
+	      st.st_uid, st.st_gid);
+	CHECK(!read_strf(buf, sizeof(buf), SYSFS_MISC "/%s/dev", n->name) &&
+	      sscanf(buf, "%u:%u", &maj, &min) == 2, "cannot read %s/%s/dev", SYSFS_MISC, n->name);
+	CHECK(major(st.st_rdev) == maj && minor(st.st_rdev) == min,
+	      "%s is %u:%u but sysfs says %u:%u", n->dev, major(st.st_rdev),
+	      minor(st.st_rdev), maj, min);
+	CHECK(maj == MISC_MAJOR_NR, "%s has major %u, not a misc device", n->dev, maj);
+	return R_PASS;
+}
+
+/* Length of BAR @bar of @bdf from its "resource" file; 0 if not a memory BAR. */
+static int bar_len(const char *bdf, unsigned long long bar, unsigned long long *len)
+{
+	unsigned long long start, end, flags;
+	char path[PATH_MAX], line[128];
+	FILE *f;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/resource", bdf);
+	f = fopen(path, "re");
+	CHECK(f, "open %s: %s", path, strerror(errno));
+	for (unsigned long long i = 0; i <= bar && fgets(line, sizeof(line), f); i++)
+		ok = i == bar && sscanf(line, "%llx %llx %llx", &start, &end, &flags) == 3;
+	fclose(f);
+	CHECK(ok, "%s has no line for BAR %llu", path, bar);
+	*len = end && (flags & 0x200) ? end - start + 1 : 0;	/* IORESOURCE_MEM */
+	return R_PASS;
+}
+
+/* The node of @t exists, is the right kind of file and describes a valid region. */
+static int check_target_node(const struct target *t)
+{
+	unsigned long long blen, psize, avail;
+	struct node n;
+
+	TRY(find_node(t, &n));
+	TRY(check_devnode(&n));
+	CHECK(n.pool || !strcmp(n.mode, "device"), "%s: mode '%s' is neither pool nor device",
+	      n.name, n.mode);
+	CHECK(!t->mode || !strcmp(n.mode, t->mode), "%s: mode %s, expected %s", n.name,
+	      n.mode, t->mode);
+	CHECK(t->bar < 0 || n.bar == (unsigned long long)t->bar, "%s: bar %llu, expected %d",
+	      n.name, n.bar, t->bar);
+	CHECK(n.bar <= 5, "%s: bar %llu is not a BAR index", n.name, n.bar);
+	CHECK(n.size && !(n.size % page) && !(n.bar_offset % page),
+	      "%s: size %llu / bar_offset %llu not whole pages", n.name, n.size, n.bar_offset);
+	TRY(bar_len(n.bdf, n.bar, &blen));
+	CHECK(n.bar_offset + n.size <= blen, "%s: region [%llu, +%llu) exceeds BAR %llu (%llu bytes)",
+	      n.name, n.bar_offset, n.size, n.bar, blen);
+	CHECK(!t->size || n.size == t->size, "%s: size %s, expected %s", n.name, sz(n.size),
+	      sz(t->size));
+	if (n.pool) {
+		CHECK(!read_u64f(&psize, SYSFS_PCI "/devices/%s/p2pmem/size", n.bdf),
+		      "pool node %s: provider %s has no p2pmem/size", n.name, n.bdf);
+		CHECK(t->size || n.size == psize, "%s: size %s, provider's p2pmem/size %s",
+		      n.name, sz(n.size), sz(psize));
+		TRY(get_avail(n.bdf, &avail));
+		CHECK(avail <= n.size, "%s: available %llu > size %llu", n.name, avail, n.size);
+	}
+	return R_PASS;
+}
+
+/* One node per region: every provider has a node, every node a provider, no twins. */
+static int check_all_nodes(void)
+{
+	struct node nodes[MAX_NODES];
+	struct avail prov[MAX_PROVIDERS];
+	int cnt = node_scan(NULL, nodes, MAX_NODES, true);
+	int np = avail_scan(prov, MAX_PROVIDERS);
+
+	if (cnt < 0)
+		return R_FAIL;
+	CHECK(cnt <= MAX_NODES, "%d nodes, more than this test handles", cnt);
+	for (int i = 0; i < cnt; i++) {
+		CHECK(existsf(SYSFS_PCI "/devices/%s/p2pmem", nodes[i].bdf),
+		      "%s: parent %s is not a p2pdma provider (no p2pmem/)", nodes[i].name,
+		      nodes[i].bdf);
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(nodes[i].bdf, nodes[j].bdf) || nodes[i].bar != nodes[j].bar ||
+			      nodes[i].bar_offset != nodes[j].bar_offset,
+			      "%s and %s describe the same region", nodes[i].name, nodes[j].name);
+	}
+	for (int p = 0; p < np; p++) {
+		bool found = false;
+
+		for (int i = 0; i < cnt && !found; i++)
+			found = !strcmp(nodes[i].bdf, prov[p].bdf);
+		CHECK(found, "p2p memory provider %s has no /dev/p2pmem* node", prov[p].bdf);
+	}
+	note("%d nodes for %d providers", cnt, np);
+	return R_PASS;
+}
+
+/* Nodes of providers that probe asynchronously (nvme) may appear after boot. */
+static int case_nodes(const struct target *t, const char *arg)
+{
+	(void)arg;
+	wait_for_node(t->bdf);
+	TRY(check_target_node(t));
+	return check_all_nodes();
+}
+
+/* p2pmem.mode=boot: a =y kernel has the driver and the CMB node at boot. */
+static int case_builtin_node(const struct target *unused, const char *arg)
+{
+	struct target t;
+
+	(void)unused;
+	(void)arg;
+	resolve_target("cmb", &t);
+	CHECK(!module_loaded(), MODULE_NAME " is a loaded module; this kernel should have it built in");
+	CHECK(existsf(SYSFS_PCI "/drivers/" MODULE_NAME), "no PCI driver " MODULE_NAME " registered");
+	wait_for_node(t.bdf);
+	return check_target_node(&t);
+}
+
+static int case_bind(const struct target *t, const char *arg)
+{
+	char drv[64], path[PATH_MAX];
+	struct node n;
+	double secs;
+
+	(void)arg;
+	if (!driver_of(t->bdf, drv, sizeof(drv))) {
+		CHECK(!strcmp(drv, MODULE_NAME), "%s is bound to %s", t->bdf, drv);
+		note("%s already bound to " MODULE_NAME, t->bdf);
+	} else {
+		snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/driver_override", t->bdf);
+		CHECK(!write_str(path, MODULE_NAME), "echo " MODULE_NAME " > %s: %s", path,
+		      strerror(errno));
+		TRY(write_timed(SYSFS_PCI "/drivers_probe", t->bdf, &secs));
+		CHECK(!driver_of(t->bdf, drv, sizeof(drv)) && !strcmp(drv, MODULE_NAME),
+		      "%s did not bind to " MODULE_NAME " (probe failed? see the kernel log)",
+		      t->bdf);
+	}
+	return wait_node(t, &n);
+}
+
+/* ---- case: two-mappings / bar-alias ------------------------------------- */
+
+#define NOFFS	3
+#define WIN	(64 * KIB)
+
+/* Offsets to probe in a device node: start, 1 MiB, last window. */
+static void probe_offsets(const struct node *n, off_t offs[NOFFS])
+{
+	offs[0] = 0;
+	offs[1] = MIB;
+	offs[2] = n->size - WIN;
+}
+
+struct peer_arg {
+	const struct node *n;
+	off_t offs[NOFFS];
+	uint64_t seed;
+};
+
+/* Another process opens the node itself: sees seed+i, writes seed+100+i. */
+static int peer_process(void *arg)
+{
+	struct peer_arg *a = arg;
+	char what[64];
+	void *p;
+	int fd;
+
+	TRY(open_node(a->n, &fd));
+	for (int i = 0; i < NOFFS; i++) {
+		snprintf(what, sizeof(what), "other process, offset %s", sz(a->offs[i]));
+		TRY(map_node(a->n, fd, WIN, a->offs[i], &p));
+		TRY(expect_pattern(p, WIN, a->seed + i, what));
+		pattern_fill(p, WIN, a->seed + 100 + i);
+	}
+	return R_PASS;
+}
+
+static int two_mappings_device(const struct node *n)
+{
+	struct peer_arg peer = { .n = n, .seed = new_seed() };
+	void *a[NOFFS], *b[NOFFS];
+	char what[64];
+	int fd1, fd2;
+
+	CHECK(n->size >= 2 * MIB, "%s: region of %s too small for this test", n->name, sz(n->size));
+	probe_offsets(n, peer.offs);
+	TRY(open_node(n, &fd1));
+	TRY(open_node(n, &fd2));
+	for (int i = 0; i < NOFFS; i++) {
+		TRY(map_node(n, fd1, WIN, peer.offs[i], &a[i]));
+		TRY(map_node(n, fd2, WIN, peer.offs[i], &b[i]));
+		pattern_fill(a[i], WIN, peer.seed + i);
+	}
+	/* written everything first: offsets that aliased each other would show here */
+	for (int i = 0; i < NOFFS; i++) {
+		snprintf(what, sizeof(what), "second mapping, offset %s", sz(peer.offs[i]));
+		TRY(expect_pattern(b[i], WIN, peer.seed + i, what));
+	}
+	TRY(in_child(peer_process, &peer, "another process"));
+	for (int i = 0; i < NOFFS; i++) {
+		snprintf(what, sizeof(what), "after the other process wrote at %s",
+			 sz(peer.offs[i]));
+		TRY(expect_pattern(a[i], WIN, peer.seed + 100 + i, what));
+	}
+	note("offsets 0, 1 MiB, size-64 KiB: same memory through 2 mappings, 2 files, 2 processes");
+	return R_PASS;
+}
+
+struct pool_peer_arg {
+	void *p;
+	uint64_t seed;
+};
+
+/* A forked child shares the parent's MAP_SHARED pool mapping. */
+static int pool_peer(void *arg)
+{
+	struct pool_peer_arg *a = arg;
+
+	TRY(expect_pattern(a->p, WIN, a->seed, "inherited mapping in a child"));
+	pattern_fill(a->p, WIN, a->seed + 2);
+	return R_PASS;
+}
+
+static int two_mappings_pool(const struct node *n)
+{
+	struct pool_peer_arg peer = { .seed = new_seed() };
+	void *b;
+	int fd;
+
+	TRY(open_node(n, &fd));
+	TRY(map_node(n, fd, WIN, 0, &peer.p));
+	TRY(map_node(n, fd, WIN, 0, &b));
+	TRY(expect_zero(peer.p, WIN, "first mapping"));
+	TRY(expect_zero(b, WIN, "second mapping"));
+	pattern_fill(peer.p, WIN, peer.seed);
+	/* pool mappings are separate memory */
+	TRY(expect_zero(b, WIN, "second mapping after writing the first"));
+	pattern_fill(b, WIN, peer.seed + 1);
+	TRY(expect_pattern(peer.p, WIN, peer.seed, "first mapping after writing the second"));
+	TRY(in_child(pool_peer, &peer, "forked child"));
+	TRY(expect_pattern(peer.p, WIN, peer.seed + 2, "after the child wrote"));
+	note("two mmaps of a pool node: separate zeroed memory; shared with a forked child");
+	return R_PASS;
+}
+
+static int case_two_mappings(const struct target *t, const char *arg)
+{
+	struct node n;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	return n.pool ? two_mappings_pool(&n) : two_mappings_device(&n);
+}
+
+/* Device node offset X is BAR offset bar_offset + X, seen through resourceN. */
+static int case_bar_alias(const struct target *t, const char *arg)
+{
+	uint64_t seed = new_seed();
+	char res[PATH_MAX], what[128];
+	off_t offs[NOFFS];
+	struct node n;
+	int fd, rfd;
+	void *a, *r;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (n.pool)
+		return skip("%s is a pool node: its memory has no fixed BAR offset", n.name);
+	probe_offsets(&n, offs);
+	snprintf(res, sizeof(res), SYSFS_PCI "/devices/%s/resource%llu", n.bdf, n.bar);
+	TRY(open_node(&n, &fd));
+	rfd = open(res, O_RDWR | O_SYNC | O_CLOEXEC);
+	CHECK(rfd >= 0, "open %s: %s", res, strerror(errno));
+	for (int i = 0; i < NOFFS; i++) {
+		off_t boff = n.bar_offset + offs[i];
+
+		TRY(map_node(&n, fd, WIN, offs[i], &a));
+		r = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, boff);
+		CHECK(r != MAP_FAILED, "mmap %s at %s: %s", res, sz(boff), strerror(errno));
+		pattern_fill(a, WIN, seed + i);
+		snprintf(what, sizeof(what), "node offset %s vs resource%llu at BAR offset %s",
+			 sz(offs[i]), n.bar, sz(boff));
+		TRY(expect_pattern(r, WIN, seed + i, what));
+		pattern_fill(r, WIN, seed + 50 + i);
+		TRY(expect_pattern(a, WIN, seed + 50 + i, what));
+	}
+	note("node offset X == BAR%llu offset %llu + X, both directions", n.bar, n.bar_offset);
+	return R_PASS;
+}
+
+/* ---- case: private-einval / oversize-enomem / offset-errors ------------- */
+
+static int case_private_einval(const struct target *t, const char *arg)
+{
+	struct node n;
+	void *p;
+	int fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	TRY(open_node(&n, &fd));
+	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ | PROT_WRITE, EINVAL,
+			      "MAP_PRIVATE read-write"));
+	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ, EINVAL,
+			      "MAP_PRIVATE read-only"));
+	TRY(map_node(&n, fd, page, 0, &p));	/* the same with MAP_SHARED works */
+	return R_PASS;
+}
+
+static int case_oversize_enomem(const struct target *t, const char *arg)
+{
+	unsigned long long before, after;
+	struct node n;
+	void *p;
+	int fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	TRY(open_node(&n, &fd));
+	if (!n.pool) {
+		TRY(expect_mmap_errno(fd, n.size + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE,
+				      ENOMEM, "size + 4 KiB"));
+		TRY(expect_mmap_errno(fd, 2 * n.size, 0, MAP_SHARED, PROT_READ | PROT_WRITE,
+				      ENOMEM, "twice the size"));
+		TRY(map_node(&n, fd, n.size, 0, &p));	/* exactly the size works */
+		pattern_fill(p, page, 1);
+		pattern_fill((char *)p + n.size - page, page, 2);
+		TRY(expect_pattern(p, page, 1, "first page of a whole-region mapping"));
+		return expect_pattern((char *)p + n.size - page, page, 2,
+				      "last page of a whole-region mapping");
+	}
+	TRY(get_avail(n.bdf, &before));
+	TRY(expect_mmap_errno(fd, before + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE, ENOMEM,
+			      "available + 4 KiB"));
+	TRY(expect_mmap_errno(fd, n.size + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE, ENOMEM,
+			      "size + 4 KiB"));
+	TRY(get_avail(n.bdf, &after));
+	CHECK(after == before, "refused mmaps changed available from %llu to %llu", before, after);
+	TRY(map_node(&n, fd, MIB, 0, &p));	/* a size that fits works */
+	return expect_zero(p, MIB, "1 MiB pool mapping");
+}
+
+static int case_offset_errors(const struct target *t, const char *arg)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	struct node n;
+	off_t last;
+	void *p;
+	int fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	TRY(open_node(&n, &fd));
+	if (n.pool) {
+		TRY(expect_mmap_errno(fd, page, page, MAP_SHARED, rw, EINVAL, "offset 4 KiB"));
+		TRY(expect_mmap_errno(fd, page, MIB, MAP_SHARED, rw, EINVAL, "offset 1 MiB"));
+		TRY(map_node(&n, fd, page, 0, &p));	/* offset 0 works */
+		return R_PASS;
+	}
+	last = n.size - page;
+	TRY(expect_mmap_errno(fd, page, n.size, MAP_SHARED, rw, ENXIO, "offset == size"));
+	TRY(expect_mmap_errno(fd, page, n.size + MIB, MAP_SHARED, rw, ENXIO, "offset size + 1 MiB"));
+	TRY(expect_mmap_errno(fd, page, 1LL << 40, MAP_SHARED, rw, ENXIO, "offset 1 TiB"));
+	TRY(expect_mmap_errno(fd, 2 * page, last, MAP_SHARED, rw, ENOMEM,
+			      "last page + 1 page past the end"));
+	TRY(expect_mmap_errno(fd, 2 * MIB, n.size - MIB, MAP_SHARED, rw, ENOMEM,
+			      "last 1 MiB + 1 MiB past the end"));
+	TRY(map_node(&n, fd, page, last, &p));	/* the last page itself works */
+	pattern_fill(p, page, 3);
+	return expect_pattern(p, page, 3, "last page");
+}
+
+/* ---- case: no-stale-data / dontneed ------------------------------------- */
+
+struct stale_arg {
+	const struct node *n;
+	size_t len;
+};
+
+/* One user: fresh pool memory must be zero; then leave dirty memory behind. */
+static int stale_user(void *arg)
+{
+	struct stale_arg *a = arg;
+	void *p;
+	int fd;
+
+	TRY(open_node(a->n, &fd));
+	TRY(map_node(a->n, fd, a->len, 0, &p));
+	TRY(expect_zero(p, a->len, "fresh mapping"));
+	pattern_fill(p, a->len, new_seed());
+	CHECK(!munmap(p, a->len) && !close(fd), "munmap/close: %s", strerror(errno));
+	return R_PASS;
+}
+
+static int case_no_stale_data(const struct target *t, const char *arg)
+{
+	struct stale_arg a = { .len = 4 * MIB };
+	unsigned long long before;
+	struct node n;
+	char what[32];
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (!n.pool)
+		return skip("%s is a device node: it shares device memory by design", n.name);
+	a.n = &n;
+	TRY(get_avail(n.bdf, &before));
+	TRY(stale_user(&a));			/* same process, open after close */
+	TRY(stale_user(&a));
+	for (int i = 1; i <= 2; i++) {		/* other processes */
+		snprintf(what, sizeof(what), "user process %d", i);
+		TRY(in_child(stale_user, &a, what));
+	}
+	TRY(wait_avail(n.bdf, before, "after all users closed"));
+	note("4 users of %s each got zeroed memory", sz(a.len));
+	return R_PASS;
+}
+
+static int case_dontneed(const struct target *t, const char *arg)
+{
+	unsigned long long before, mapped;
+	uint64_t seed = new_seed();
+	const size_t len = MIB;
+	struct node n;
+	char *p;
+	int fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	TRY(open_node(&n, &fd));
+	if (!n.pool) {
+		TRY(map_node(&n, fd, len, MIB, (void **)&p));
+		pattern_fill(p, len, seed);
+		CHECK(!madvise(p, len, MADV_DONTNEED), "madvise: %s", strerror(errno));
+		return expect_pattern(p, len, seed, "device memory refaulted after MADV_DONTNEED");
+	}
+	TRY(get_avail(n.bdf, &before));
+	TRY(map_node(&n, fd, len, 0, (void **)&p));
+	pattern_fill(p, len, seed);
+	TRY(get_avail(n.bdf, &mapped));
+	CHECK(before >= mapped + len, "available went from %llu to %llu with %s mapped and touched",
+	      before, mapped, sz(len));
+	CHECK(!madvise(p, len, MADV_DONTNEED), "madvise: %s", strerror(errno));
+	/* The memory belongs to the mapping until munmap: the same data faults back in. */
+	TRY(expect_pattern(p, len, seed, "pool memory refaulted after MADV_DONTNEED"));
+	TRY(get_avail(n.bdf, &mapped));
+	CHECK(before >= mapped + len, "available went back up to %llu while still mapped",
+	      mapped);
+	CHECK(!munmap(p, len) && !close(fd), "munmap/close: %s", strerror(errno));
+	return wait_avail(n.bdf, before, "after munmap");
+}
+
+/* ---- case: odirect ------------------------------------------------------ */
+
+#define ODIRECT_CHUNKS	4
+
+/* NVMe A -> mapping -> NVMe B with O_DIRECT, each I/O @size bytes. */
+static int case_odirect(const struct target *t, const char *arg)
+{
+	unsigned long long size, asize, bsize;
+	char a_dev[80], b_dev[80];
+	uint64_t seed = new_seed();
+	off_t map_off, disk_off;
+	char *orig, *back, *map;
+	struct node n;
+	long long bad;
+	size_t len;
+	int afd, bfd, fd;
+
+	CHECK(!parse_size(arg, &size) && size && !(size % page), "bad I/O size '%s'", arg);
+	len = ODIRECT_CHUNKS * size;
+	TRY(find_node(t, &n));
+	TRY(find_disk(disk_a_bdf(), a_dev, sizeof(a_dev)));
+	TRY(find_disk(disk_b_bdf(), b_dev, sizeof(b_dev)));
+	afd = open_blockdev(a_dev);
+	CHECK(afd >= 0, "open %s O_DIRECT: %s", a_dev, strerror(errno));
+	bfd = open_blockdev(b_dev);
+	CHECK(bfd >= 0, "open %s O_DIRECT: %s", b_dev, strerror(errno));
+	/* a disk range of its own per target and size: [4 * size, 8 * size) */
+	disk_off = t->index * 64 * MIB + ODIRECT_CHUNKS * size;
+	map_off = n.pool ? 0 : 2 * MIB;		/* device node: not at offset 0 */
+	CHECK(!blockdev_size(afd, &asize) && !blockdev_size(bfd, &bsize) &&
+	      asize >= disk_off + len && bsize >= disk_off + len,
+	      "%s/%s too small for %s at %lld", a_dev, b_dev, sz(len), (long long)disk_off);
+	CHECK(map_off + len <= n.size, "%s: region too small", n.name);
+	orig = alloc_aligned(len);
+	back = alloc_aligned(len);
+	CHECK(orig && back, "out of memory");
+	note("seed %llu: %s -> %s at offset %s -> %s, disk offset %s, %d I/Os of %s",
+	     (unsigned long long)seed, a_dev, n.dev, sz(map_off), b_dev, sz(disk_off),
+	     ODIRECT_CHUNKS, sz(size));
+
+	pattern_fill(orig, len, seed);
+	CHECK(!pwrite_full(afd, orig, len, disk_off), "write %s: %s", a_dev, strerror(errno));
+	pattern_fill(back, len, ~seed);		/* B and the mapping start out different */
+	CHECK(!pwrite_full(bfd, back, len, disk_off), "write %s: %s", b_dev, strerror(errno));
+	TRY(open_node(&n, &fd));
+	TRY(map_node(&n, fd, len, map_off, (void **)&map));
+	pattern_fill(map, len, seed + 1);
+
+	for (int i = 0; i < ODIRECT_CHUNKS; i++)
+		CHECK(!pread_full(afd, map + i * size, size, disk_off + i * size),
+		      "O_DIRECT read %s -> %s, I/O %d: %s (%s)", a_dev, n.dev, i, strerror(errno),
+		      ename(errno));
+	bad = first_diff(map, orig, len);
+	CHECK(bad < 0, "mapping differs from %s at byte %lld after the O_DIRECT read", a_dev, bad);
+	for (int i = 0; i < ODIRECT_CHUNKS; i++)
+		CHECK(!pwrite_full(bfd, map + i * size, size, disk_off + i * size),
+		      "O_DIRECT write %s -> %s, I/O %d: %s (%s)", n.dev, b_dev, i, strerror(errno),
+		      ename(errno));
+	CHECK(!pread_full(bfd, back, len, disk_off), "read back %s: %s", b_dev, strerror(errno));
+	bad = first_diff(back, orig, len);
+	CHECK(bad < 0, "%s differs from %s at byte %lld", b_dev, a_dev, bad);
+	note("%s byte-exact through %s", sz(len), n.dev);
+	free(orig);
+	free(back);
+	return R_PASS;
+}
+
+/* ---- case: unbind-sigbus ------------------------------------------------ */
+
+/* mmap on a file whose device is gone must fail, or at least not reach memory. */
+static int check_stale_fd(int fd, const char *when)
+{
+	void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int sig;
+
+	if (p == MAP_FAILED) {
+		note("%s: mmap of the stale file refused (%s)", when, ename(errno));
+		return R_PASS;
+	}
+	sig = touch(p, false);
+	munmap(p, page);
+	CHECK(sig == SIGBUS, "%s: mmap of the stale file succeeded and gave %s", when,
+	      sig ? "SIGSEGV" : "accessible memory");
+	note("%s: mmap of the stale file works but raises SIGBUS", when);
+	return R_PASS;
+}
+
+/*
+ * Unbind the driver that owns the region while a mapping exists: the unbind
+ * returns, the mapping then raises SIGBUS, files close, nothing leaks, and a
+ * rebind gives a working node.
+ */
+static int case_unbind_sigbus(const struct target *t, const char *arg)
+{
+	unsigned long long before;
+	uint64_t seed = new_seed();
+	const size_t len = MIB;
+	struct node n, fresh;
+	char drv[64], now[64], *p;
+	int fd, stale_fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
+	TRY(get_avail(t->bdf, &before));
+	TRY(open_node(&n, &fd));
+	TRY(open_node(&n, &stale_fd));
+	TRY(map_node(&n, fd, len, n.pool ? 0 : MIB, (void **)&p));
+	pattern_fill(p, len, seed);
+	TRY(expect_pattern(p, len, seed, "before unbind"));
+
+	TRY(driver_write(drv, "unbind", t->bdf));
+	CHECK(driver_of(t->bdf, now, sizeof(now)), "%s still bound to %s after unbind", t->bdf, now);
+	TRY(wait_node_gone(&n, "unbind"));
+	TRY(expect_sigbus(p, false, "after unbind"));
+	TRY(expect_sigbus(p + len - 8, true, "after unbind"));
+	TRY(check_stale_fd(fd, "after unbind"));
+	CHECK(!munmap(p, len), "munmap after unbind: %s", strerror(errno));
+	CHECK(!close(fd), "close after unbind: %s", strerror(errno));
+
+	TRY(driver_write(drv, "bind", t->bdf));
+	TRY(wait_node(t, &fresh));
+	if (!strcmp(drv, "nvme"))
+		TRY(wait_disk(t->bdf));
+	TRY(check_stale_fd(stale_fd, "after rebind"));	/* old file, new device */
+	CHECK(!close(stale_fd), "close of the stale file: %s", strerror(errno));
+	TRY(node_smoke(&fresh));
+	return wait_avail(t->bdf, before, "after rebind");
+}
+
+/* ---- case: rmmod-busy --------------------------------------------------- */
+
+static int rmmod(void)
+{
+	return syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK);
+}
+
+static int insmod(const char *ko)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
+
+	CHECK(fd >= 0, "open %s: %s", ko, strerror(errno));
+	ret = syscall(SYS_finit_module, fd, "", 0);
+	CHECK(!ret, "finit_module %s: %s", ko, strerror(errno));
+	close(fd);
+	return R_PASS;
+}
+
+static int expect_rmmod_busy(const char *ko, const char *state)
+{
+	int err;
+
+	if (!rmmod()) {
+		int r = fail("rmmod succeeded with %s", state);
+
+		insmod(ko);	/* keep the rest of the suite going */
+		return r;
+	}
+	err = errno;
+	CHECK(err == EBUSY || err == EWOULDBLOCK, "rmmod with %s: %s, expected EBUSY or EAGAIN",
+	      state, ename(err));
+	note("rmmod with %s: %s", state, ename(err));
+	return R_PASS;
+}
+
+/* After insmod every node that existed before comes back, and works. */
+static int restore_nodes(const struct node *old, int cnt)
+{
+	for (int i = 0; i < cnt; i++) {
+		struct target t = { .label = old[i].name, .bar = -1 };
+		struct node n;
+		char drv[64];
+		double secs;
+
+		scopy(t.bdf, sizeof(t.bdf), old[i].bdf);
+		/* driver_override normally rebinds our devices at insmod; else probe */
+		if (!old[i].pool && driver_of(t.bdf, drv, sizeof(drv)))
+			TRY(write_timed(SYSFS_PCI "/drivers_probe", t.bdf, &secs));
+		TRY(wait_node(&t, &n));
+		TRY(node_smoke(&n));
+	}
+	return R_PASS;
+}
+
+static int case_rmmod_busy(const struct target *t, const char *arg)
+{
+	const char *ko = env_or("P2PMEM_KO", "/lib/modules/" MODULE_NAME ".ko");
+	struct node nodes[MAX_NODES];
+	struct avail prov[MAX_PROVIDERS];
+	int cnt, np, fd, err = 0;
+	void *p;
+
+	(void)t;
+	(void)arg;
+	if (access(ko, R_OK))
+		return skip("no %s: the driver is built in", ko);
+	CHECK(module_loaded(), MODULE_NAME " is not loaded");
+	cnt = node_scan(NULL, nodes, MAX_NODES, false);
+	CHECK(cnt > 0 && cnt <= MAX_NODES, "%d nodes before rmmod", cnt);
+	np = avail_scan(prov, MAX_PROVIDERS);
+
+	TRY(open_node(&nodes[0], &fd));
+	TRY(expect_rmmod_busy(ko, "a node open"));
+	TRY(map_node(&nodes[0], fd, page, 0, &p));
+	close(fd);
+	TRY(expect_rmmod_busy(ko, "a node mapped (file closed)"));
+	CHECK(!munmap(p, page), "munmap: %s", strerror(errno));
+
+	/* the last file reference may drop a moment later (deferred fput) */
+	for (int ms = 0; ms < 2000 && rmmod(); ms += 50) {
+		err = errno;
+		sleep_ms(50);
+	}
+	CHECK(!module_loaded(), "rmmod after close and munmap failed: %s", ename(err));
+	note("rmmod succeeded");
+	for (int i = 0; i < cnt; i++)
+		TRY(wait_node_gone(&nodes[i], "rmmod"));
+
+	TRY(insmod(ko));
+	TRY(restore_nodes(nodes, cnt));
+	return avail_compare(prov, np, "after rmmod and insmod");
+}
+
+/* ---- case: no-leak; helpers: snapshot, leak-check, list ----------------- */
+
+static int avail_load(const char *file, struct avail *a, int max, int *n)
+{
+	FILE *f = fopen(file, "re");
+
+	CHECK(f, "open snapshot %s: %s", file, strerror(errno));
+	for (*n = 0; *n < max && fscanf(f, "%31s %llu", a[*n].bdf, &a[*n].bytes) == 2;)
+		(*n)++;
+	fclose(f);
+	CHECK(*n > 0, "snapshot %s lists no provider", file);
+	return R_PASS;
+}
+
+static int case_snapshot(const struct target *t, const char *file)
+{
+	struct avail a[MAX_PROVIDERS];
+	int n = avail_scan(a, MAX_PROVIDERS);
+	FILE *f = fopen(file, "we");
+
+	(void)t;
+	CHECK(f, "create %s: %s", file, strerror(errno));
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "%s %llu\n", a[i].bdf, a[i].bytes);
+		note("%s p2pmem/available %llu", a[i].bdf, a[i].bytes);
+	}
+	CHECK(!fclose(f), "write %s: %s", file, strerror(errno));
+	return R_PASS;
+}
+
+static int case_leak_check(const struct target *t, const char *file)
+{
+	struct avail a[MAX_PROVIDERS];
+	int n = 0;
+
+	(void)t;
+	TRY(avail_load(file, a, MAX_PROVIDERS, &n));
+	return avail_compare(a, n, "compared with the snapshot");
+}
+
+/* Tasks in uninterruptible sleep (D): a hung unbind or I/O leaves one behind. */
+static int dstate_tasks(char *out, size_t len)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *p, *t;
+	int cnt = 0;
+
+	out[0] = '\0';
+	while (proc && (p = readdir(proc))) {
+		char dir[300];
+		DIR *task;
+
+		if (!isdigit((unsigned char)p->d_name[0]))
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%s/task", p->d_name);
+		task = opendir(dir);
+		while (task && (t = readdir(task))) {
+			char stat[512], *rp;
+
+			if (!isdigit((unsigned char)t->d_name[0]) ||
+			    read_strf(stat, sizeof(stat), "%s/%s/stat", dir, t->d_name))
+				continue;
+			rp = strrchr(stat, ')');
+			if (!rp || rp[1] != ' ' || rp[2] != 'D')
+				continue;
+			cnt++;
+			rp[1] = '\0';			/* "tid (comm)" */
+			if (strlen(out) + strlen(stat) + 3 < len) {
+				strcat(out, stat);
+				strcat(out, "; ");
+			}
+		}
+		if (task)
+			closedir(task);
+	}
+	if (proc)
+		closedir(proc);
+	return cnt;
+}
+
+static int case_no_leak(const struct target *t, const char *file)
+{
+	char list[256];
+	int r = case_leak_check(t, file);
+
+	if (r != R_PASS)
+		return r;
+	for (int i = 0; i < 5; i++) {
+		if (!dstate_tasks(list, sizeof(list)))
+			return R_PASS;
+		sleep_ms(1000);
+	}
+	return fail("tasks stuck in D state: %s", list);
+}
+
+static int case_list(const struct target *t, const char *arg)
+{
+	struct node nodes[MAX_NODES];
+	int cnt = node_scan(NULL, nodes, MAX_NODES, false);
+	char a[80], b[80];
+
+	(void)t;
+	(void)arg;
+	printf("%-14s %-13s %-7s %-4s %-11s %-8s %s\n", "node", "PCI parent", "mode", "bar",
+	       "bar_offset", "size", "provider available");
+	for (int i = 0; i < cnt && i < MAX_NODES; i++) {
+		unsigned long long avail;
+		char av[32] = "-";
+
+		if (!read_u64f(&avail, SYSFS_PCI "/devices/%s/p2pmem/available", nodes[i].bdf))
+			snprintf(av, sizeof(av), "%s", sz(avail));
+		printf("%-14s %-13s %-7s %-4llu %-11llu %-8s %s\n", nodes[i].dev, nodes[i].bdf,
+		       nodes[i].mode, nodes[i].bar, nodes[i].bar_offset, sz(nodes[i].size), av);
+	}
+	if (!cnt)
+		printf("(no /dev/p2pmem* nodes)\n");
+	printf("disk A: %s (PCI %s)   disk B: %s (PCI %s)\n",
+	       disk_of(disk_a_bdf(), a, sizeof(a)) ? a : "none", disk_a_bdf(),
+	       disk_of(disk_b_bdf(), b, sizeof(b)) ? b : "none", disk_b_bdf());
+	return R_PASS;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+struct subcmd {
+	const char *name;
+	const char *args;	/* "TARGET", "TARGET SIZE", "FILE" or "" */
+	bool helper;		/* prints no result line */
+	int (*run)(const struct target *t, const char *arg);
+	const char *help;
+};
+
+static const struct subcmd subcmds[] = {
+	{ "builtin-node", "", false, case_builtin_node,
+	  "driver built in (not a module) and the CMB has a valid node" },
+	{ "bind", "TARGET", false, case_bind,
+	  "bind TARGET to " MODULE_NAME " with driver_override; its node appears" },
+	{ "nodes", "TARGET", false, case_nodes,
+	  "TARGET's node: char dev 0600 root, mode/bar/size; one node per region" },
+	{ "two-mappings", "TARGET", false, case_two_mappings,
+	  "device: same memory via 2 mmaps/files/processes at 3 offsets; pool: separate zeroed" },
+	{ "bar-alias", "TARGET", false, case_bar_alias,
+	  "device: node offset X == resourceN at bar_offset + X" },
+	{ "private-einval", "TARGET", false, case_private_einval,
+	  "MAP_PRIVATE gives EINVAL" },
+	{ "oversize-enomem", "TARGET", false, case_oversize_enomem,
+	  "device: size+4k ENOMEM; pool: available+4k ENOMEM, nothing leaked" },
+	{ "offset-errors", "TARGET", false, case_offset_errors,
+	  "device: offset >= size ENXIO, past the end ENOMEM; pool: offset != 0 EINVAL" },
+	{ "no-stale-data", "TARGET", false, case_no_stale_data,
+	  "pool: every new user (this and other processes) gets zeroed memory" },
+	{ "dontneed", "TARGET", false, case_dontneed,
+	  "pool: MADV_DONTNEED returns the memory, then SIGBUS; device: data stays" },
+	{ "odirect", "TARGET SIZE", false, case_odirect,
+	  "NVMe A -> mapping -> NVMe B with O_DIRECT I/Os of SIZE, byte-exact" },
+	{ "unbind-sigbus", "TARGET", false, case_unbind_sigbus,
+	  "unbind while mapped: returns, SIGBUS, close works, rebind works, no leak" },
+	{ "rmmod-busy", "", false, case_rmmod_busy,
+	  "rmmod fails while open or mapped, works after; insmod restores the nodes" },
+	{ "no-leak", "FILE", false, case_no_leak,
+	  "every provider's available equals the snapshot FILE; no task in D state" },
+	{ "snapshot", "FILE", true, case_snapshot,
+	  "(helper) save every provider's p2pmem/available to FILE" },
+	{ "leak-check", "FILE", true, case_leak_check,
+	  "(helper) compare with FILE; exit 1 on a difference" },
+	{ "list", "", true, case_list,
+	  "(helper) show the nodes, their PCI parents and the disks" },
+};
+
+#define NR_SUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: p2pmem-check CASE [ARGS]\n"
+		"TARGET: cmb | ivshmem | a PCI address (env P2PMEM_CMB_BDF, P2PMEM_IVSHMEM_BDF,\n"
+		"        P2PMEM_DISK_A_BDF, P2PMEM_DISK_B_BDF, P2PMEM_KO override the defaults)\n");
+	for (size_t i = 0; i < NR_SUBCMDS; i++)
+		fprintf(f, "  %-15s %-12s %s\n", subcmds[i].name, subcmds[i].args,
+			subcmds[i].help);
+}
+
+int main(int argc, char **argv)
+{
+	const struct subcmd *sc = NULL;
+	struct target tgt, *t = NULL;
+	const char *arg = NULL;
+	int want, r;
+
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < NR_SUBCMDS && !sc; i++)
+		if (!strcmp(argv[1], subcmds[i].name))
+			sc = &subcmds[i];
+	if (!sc) {
+		fprintf(stderr, "p2pmem-check: unknown case '%s'\n", argv[1]);
+		usage(stderr);
+		return 2;
+	}
+
+	snprintf(case_name, sizeof(case_name), "%s", sc->name);
+	want = !sc->args[0] ? 0 : strchr(sc->args, ' ') ? 2 : 1;
+	if (argc - 2 != want) {
+		r = fail("usage: p2pmem-check %s %s", sc->name, sc->args);
+	} else if (!strncmp(sc->args, "TARGET", 6) && resolve_target(argv[2], &tgt)) {
+		r = fail("unknown TARGET '%s': cmb, ivshmem or a PCI address", argv[2]);
+	} else {
+		if (!strncmp(sc->args, "TARGET", 6)) {
+			t = &tgt;
+			arg = want == 2 ? argv[3] : NULL;
+			snprintf(case_name, sizeof(case_name), "%s%s%s-%s", sc->name,
+				 arg ? "-" : "", arg ? arg : "", t->label);
+		} else if (want) {
+			arg = argv[2];
+		}
+		r = sc->run(t, arg);
+	}
+	if (!sc->helper)
+		print_result(r);
+	return r == R_FAIL ? 1 : 0;
+}
