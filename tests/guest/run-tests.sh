@@ -191,6 +191,7 @@ main() {
 		done
 	done
 	check_case bar-alias ivshmem
+	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
 
 	for t in ivshmem cmb; do
