@@ -37,11 +37,16 @@ fmt_secs() {
 	fi
 }
 
-# log_file NAME -> path of a fresh (emptied) log file under $LOG_DIR
-log_file() {
+# log_path NAME -> path of log file NAME under $LOG_DIR (left as it is)
+log_path() {
 	mkdir -p "$LOG_DIR"
-	: >"$LOG_DIR/$1.log"
 	printf '%s/%s.log' "$LOG_DIR" "$1"
+}
+
+# log_file NAME -> path of log file NAME, emptied for a new run
+log_file() {
+	log_path "$1"
+	: >"$LOG_DIR/$1.log"
 }
 
 # show_log_tail LOG: the last 40 lines of a log, for a failed step.
@@ -95,11 +100,12 @@ run_step() {
 }
 
 # take_build_lock: serialise kernel builds (and changes to the kernel tree)
-# on $P2PMEM_CACHE/build.lock, for this process and everything it starts.
+# on $P2PMEM_BUILD_LOCK (default $P2PMEM_CACHE/build.lock), for this process
+# and everything it starts.
 take_build_lock() {
 	[[ -n ${P2PMEM_BUILD_LOCK_HELD:-} ]] && return 0
-	local lock=$P2PMEM_CACHE/build.lock
-	mkdir -p "$P2PMEM_CACHE"
+	local lock=${P2PMEM_BUILD_LOCK:-$P2PMEM_CACHE/build.lock}
+	mkdir -p "$P2PMEM_CACHE" "$(dirname "$lock")"
 	exec 9>>"$lock"
 	if ! flock -n 9; then
 		msg "waiting for another kernel build to finish (lock: $lock)"
@@ -147,12 +153,47 @@ series_files() {
 	done <"$P2PMEM_ROOT/series"
 }
 
-# patch_ids < mbox-or-log-p: the stable patch-ids, in order.
-patch_ids() {
-	git patch-id --stable | cut -d' ' -f1
+# The key of a patch or commit: "<patch-id>:<hash of message and author>",
+# so a changed commit message counts as a change too.
+key_of() { # PATCH-ID MESSAGE AUTHOR
+	printf '%s:%s\n' "$1" "$(printf '%s\n%s\n' "$2" "$3" | git stripspace | sha1sum | cut -c1-16)"
 }
 
-# branch_patch_ids: patch-ids of BASE..BRANCH, oldest first.
-branch_patch_ids() {
-	kgit log -p --no-color --no-ext-diff --reverse --format='commit %H' "$BASE_COMMIT..refs/heads/$BRANCH" | patch_ids
+# patch_keys FILE...: the key of each patch file, in order (as git am would
+# make the commit: mailinfo's subject, body and author).
+patch_keys() {
+	local f tmp info pid subject author msg
+	tmp=$(mktemp -d)
+	for f in "$@"; do
+		pid=$(git patch-id --stable <"$f" | cut -d' ' -f1)
+		[[ -n $pid ]] || { rm -rf "$tmp"; die "patches/${f##*/} contains no diff: is it a git format-patch file?"; }
+		info=$(git mailinfo "$tmp/msg" "$tmp/patch" <"$f")
+		subject=$(sed -n 's/^Subject: //p' <<<"$info")
+		author="$(sed -n 's/^Author: //p' <<<"$info") <$(sed -n 's/^Email: //p' <<<"$info")>"
+		msg=$(printf '%s\n\n' "$subject"; cat "$tmp/msg")
+		key_of "$pid" "$(git stripspace <<<"$msg")" "$author"
+	done
+	rm -rf "$tmp"
+}
+
+# branch_keys: the key of each commit of BASE..BRANCH, oldest first.
+branch_keys() {
+	local c pid
+	for c in $(kgit rev-list --reverse "$BASE_COMMIT..refs/heads/$BRANCH"); do
+		pid=$(kgit show --no-color --no-ext-diff --format='commit %H' "$c" | git patch-id --stable | cut -d' ' -f1)
+		key_of "${pid:-empty}" "$(kgit log -1 --format=%B "$c" | git stripspace)" "$(kgit log -1 --format='%an <%ae>' "$c")"
+	done
+}
+
+# series_hash: a hash of the patches that series lists, in order.
+series_hash() {
+	local files
+	mapfile -t files < <(series_files)
+	{ ((${#files[@]} == 0)) || cat "${files[@]}"; } | sha256sum | cut -d' ' -f1
+}
+
+# applied_file: where scripts/apply and scripts/export record the
+# series_hash that BRANCH was last made from or exported to.
+applied_file() {
+	printf '%s/p2pmem-series-%s' "$(kgit rev-parse --absolute-git-dir)" "${BRANCH//\//_}"
 }
