@@ -546,6 +546,13 @@ static int open_node(const struct node *n, int *fd)
 	return R_PASS;
 }
 
+/* The node of target @t, opened read-write. */
+static int open_target(const struct target *t, struct node *n, int *fd)
+{
+	TRY(find_node(t, n));
+	return open_node(n, fd);
+}
+
 static int map_node(const struct node *n, int fd, size_t len, off_t off, void **p)
 {
 	*p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
@@ -1043,8 +1050,7 @@ static int case_private_einval(const struct target *t, const char *arg)
 	int fd;
 
 	(void)arg;
-	TRY(find_node(t, &n));
-	TRY(open_node(&n, &fd));
+	TRY(open_target(t, &n, &fd));
 	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ | PROT_WRITE, EINVAL,
 			      "MAP_PRIVATE read-write"));
 	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ, EINVAL,
@@ -1061,8 +1067,7 @@ static int case_oversize_enomem(const struct target *t, const char *arg)
 	int fd;
 
 	(void)arg;
-	TRY(find_node(t, &n));
-	TRY(open_node(&n, &fd));
+	TRY(open_target(t, &n, &fd));
 	if (!n.pool) {
 		TRY(expect_mmap_errno(fd, n.size + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE,
 				      ENOMEM, "size + 4 KiB"));
@@ -1095,8 +1100,7 @@ static int case_offset_errors(const struct target *t, const char *arg)
 	int fd;
 
 	(void)arg;
-	TRY(find_node(t, &n));
-	TRY(open_node(&n, &fd));
+	TRY(open_target(t, &n, &fd));
 	if (n.pool) {
 		TRY(expect_mmap_errno(fd, page, page, MAP_SHARED, rw, EINVAL, "offset 4 KiB"));
 		TRY(expect_mmap_errno(fd, page, MIB, MAP_SHARED, rw, EINVAL, "offset 1 MiB"));
@@ -1172,8 +1176,7 @@ static int case_dontneed(const struct target *t, const char *arg)
 	int fd;
 
 	(void)arg;
-	TRY(find_node(t, &n));
-	TRY(open_node(&n, &fd));
+	TRY(open_target(t, &n, &fd));
 	if (!n.pool) {
 		TRY(map_node(&n, fd, len, MIB, (void **)&p));
 		pattern_fill(p, len, seed);
