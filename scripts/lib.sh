@@ -114,6 +114,22 @@ take_build_lock() {
 	export P2PMEM_BUILD_LOCK_HELD=$$
 }
 
+# kmake OUT ARGS...: make in the kernel tree with output in OUT, with ccache
+# (CCACHE_DIR set by the caller) and one job per CPU.
+kmake() {
+	make -C "$KTREE" O="$1" CC="ccache gcc" -j"$(nproc)" "${@:2}"
+}
+
+# make_kconfig OUT FRAGMENT...: OUT/.config = tinyconfig with the fragments
+# merged by the kernel's merge_config.sh, completed by olddefconfig.
+make_kconfig() {
+	local out=$1
+	shift
+	kmake "$out" tinyconfig &&
+		(cd "$KTREE" && scripts/kconfig/merge_config.sh -m -O "$out" "$out/.config" "$@") &&
+		kmake "$out" olddefconfig
+}
+
 # kgit ARGS...: git in the kernel tree.
 kgit() { git -C "$KTREE" "$@"; }
 
