@@ -5,19 +5,22 @@
 # and a closing "P2PMEM-SUMMARY: N passed, N failed, N skipped" line. Every
 # case runs in the background under a deadline, so a case that crashes,
 # hangs or prints no result still gets its FAIL line and the suite goes on.
-# After every case each provider's p2pmem/available is compared with its
-# value at the start; the final no-leak case makes a difference a failure.
+# After every case the state is compared with a snapshot taken at the
+# start (every provider's p2pmem/available, the nodes, the module's
+# reference count, no task in D state): a case that leaves a difference
+# fails, and later cases are judged against the new state.
 #
-# One case by hand:  /tests/p2pmem-check <case> <cmb|ivshmem> [size]
+# One case by hand:  /tests/p2pmem-check <case> <cmb|ivshmem> [arg]
 #                    sh /tests/p2pmem-test.sh <cmb|ivshmem> <threads> <chunk>
+#                    sh /tests/kselftest.sh <cmb|ivshmem>
 
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 WORK=/tmp/p2pmem-tests
-SNAPSHOT=$WORK/available.start
+SNAPSHOT=$WORK/state.start
 RESULTS=$WORK/results
-CASE_TIMEOUT=120		# then SIGKILL
+CASE_TIMEOUT=120		# then SIGKILL (DEADLINE=N: N for the next cases)
 HANG_GRACE=15			# SIGKILL did not end it: stuck in the kernel
 
 # record LINE: print a result line and keep it for the summary
@@ -31,88 +34,130 @@ record_fail() {
 	record "P2PMEM-RESULT: FAIL $1 $2"
 }
 
-# check_result NAME RC OUT: turn a finished case into exactly one result line
-check_result() {
+# case_verdict NAME RC OUT: the one result line of a finished case, in $verdict
+case_verdict() {
 	c_name=$1
 	c_rc=$2
 	c_out=$3
-	grep -v '^P2PMEM-RESULT: ' "$c_out"
 	c_count=$(grep -c '^P2PMEM-RESULT: ' "$c_out")
 	c_line=$(grep '^P2PMEM-RESULT: ' "$c_out")
+	verdict=
 	if [ "$c_count" -eq 0 ]; then
 		if [ "$c_rc" -eq 137 ]; then
-			record_fail "$c_name" "SIGKILLed after ${CASE_TIMEOUT} s (timeout, or the OOM killer)"
+			verdict="P2PMEM-RESULT: FAIL $c_name SIGKILLed after ${r_timeout} s (timeout, or the OOM killer)"
 		elif [ "$c_rc" -ge 128 ]; then
 			c_sig=$((c_rc - 128))
-			record_fail "$c_name" "killed by signal $c_sig ($(kill -l "$c_sig"))"
+			verdict="P2PMEM-RESULT: FAIL $c_name killed by signal $c_sig ($(kill -l "$c_sig"))"
 		else
-			record_fail "$c_name" "exited $c_rc without a result line"
+			verdict="P2PMEM-RESULT: FAIL $c_name exited $c_rc without a result line"
 		fi
 		return
 	fi
 	case $c_count:$c_line in
 	"1:P2PMEM-RESULT: FAIL $c_name" | "1:P2PMEM-RESULT: FAIL $c_name "*)
-		record "$c_line" ;;
+		verdict=$c_line ;;
 	"1:P2PMEM-RESULT: PASS $c_name" | "1:P2PMEM-RESULT: SKIP $c_name" | \
 	"1:P2PMEM-RESULT: SKIP $c_name "*)
 		if [ "$c_rc" -eq 0 ]; then
-			record "$c_line"
+			verdict=$c_line
 		else
-			record_fail "$c_name" "exited $c_rc after: ${c_line#P2PMEM-RESULT: }"
+			verdict="P2PMEM-RESULT: FAIL $c_name exited $c_rc after: ${c_line#P2PMEM-RESULT: }"
 		fi ;;
 	*)
 		c_first=$(echo "$c_line" | head -n 1)
-		record_fail "$c_name" "malformed result ($c_count lines): ${c_first#P2PMEM-RESULT: }" ;;
+		verdict="P2PMEM-RESULT: FAIL $c_name malformed result ($c_count lines): ${c_first#P2PMEM-RESULT: }" ;;
 	esac
 }
 
-# run_case NAME CMD...: CMD prints its result line on stdout, the rest on
-# stderr. After a case hung in the kernel the rest are not run: the kernel
-# is in an unknown state and each would wait out its deadline.
-run_case() {
+# run_bg NAME CMD...: run CMD with stdout to $WORK/NAME.out under the case
+# deadline; sets $bg_rc, or returns 1 if it hung in the kernel (then every
+# later case is not run: the kernel is in an unknown state, and each would
+# wait out its deadline).
+run_bg() {
 	r_name=$1
 	shift
-	if [ -n "$hung_case" ]; then
-		record_fail "$r_name" "not run: $hung_case hung before it"
-		return
-	fi
 	r_out=$WORK/$r_name.out
 	r_rc=$WORK/$r_name.rc
+	r_timeout=${DEADLINE:-$CASE_TIMEOUT}
 	rm -f "$r_out" "$r_rc"
 	echo "--- $r_name: $*"
 	(
-		timeout -s KILL "$CASE_TIMEOUT" "$@" >"$r_out"
+		timeout -s KILL "$r_timeout" "$@" >"$r_out"
 		echo "$?" >"$r_rc.tmp"
 		mv "$r_rc.tmp" "$r_rc"
 	) &
 	r_ticks=0
-	r_limit=$(((CASE_TIMEOUT + HANG_GRACE) * TICKS_PER_S))
+	r_limit=$(((r_timeout + HANG_GRACE) * TICKS_PER_S))
 	while [ ! -e "$r_rc" ] && [ "$r_ticks" -lt "$r_limit" ]; do
 		sleep "$TICK"
 		r_ticks=$((r_ticks + 1))
 	done
-	if [ -e "$r_rc" ]; then
-		check_result "$r_name" "$(cat "$r_rc")" "$r_out"
-	else
-		record_fail "$r_name" "hung in the kernel: SIGKILL did not end it in $((r_limit / TICKS_PER_S)) s"
+	if [ ! -e "$r_rc" ]; then
 		hung_case=$r_name
-		return
+		return 1
 	fi
-	leak_check "$r_name"
+	bg_rc=$(cat "$r_rc")
 }
 
-# check_case CASE TARGET [SIZE]: a p2pmem-check case, named as it names itself
+# run_case NAME CMD...: CMD prints its result line on stdout, the rest on
+# stderr. The case passes only if the leak check after it passes too.
+run_case() {
+	if [ -n "$hung_case" ]; then
+		record_fail "$1" "not run: $hung_case hung before it"
+		return
+	fi
+	if ! run_bg "$@"; then
+		record_fail "$1" "hung in the kernel: SIGKILL did not end it in $((r_limit / TICKS_PER_S)) s"
+		return
+	fi
+	grep -v '^P2PMEM-RESULT: ' "$r_out"
+	case_verdict "$1" "$bg_rc" "$r_out"
+	case $verdict in
+	"P2PMEM-RESULT: FAIL "*) ;;
+	*) found_leak && verdict="P2PMEM-RESULT: FAIL $1 left the system changed: $leak" ;;
+	esac
+	record "$verdict"
+}
+
+# run_suite NAME CMD...: CMD prints a result line per test (names
+# NAME/...); all are kept, plus a NAME/leak-check failure if it left
+# anything behind.
+run_suite() {
+	if [ -n "$hung_case" ]; then
+		record_fail "$1" "not run: $hung_case hung before it"
+		return
+	fi
+	if ! run_bg "$@"; then
+		record_fail "$1" "hung in the kernel: SIGKILL did not end it in $((r_limit / TICKS_PER_S)) s"
+		return
+	fi
+	grep -v '^P2PMEM-RESULT: ' "$r_out"
+	grep '^P2PMEM-RESULT: ' "$r_out" | while IFS= read -r s_line; do
+		record "$s_line"
+	done
+	[ "$bg_rc" -eq 0 ] || record_fail "$1" "exited $bg_rc"
+	if found_leak; then
+		record_fail "$1/leak-check" "left the system changed: $leak"
+	fi
+}
+
+# check_case CASE TARGET [ARG]: a p2pmem-check case, named as it names itself
 check_case() {
 	run_case "$1${3:+-$3}-$2" "$CHECK" "$@"
 }
 
-# leak_check NAME: note the first case after which p2p memory is missing
-leak_check() {
-	[ -s "$SNAPSHOT" ] && [ -z "$leak_after" ] || return 0
-	if ! "$CHECK" leak-check "$SNAPSHOT" 2>"$WORK/leak.log"; then
-		leak_after=$1
-		echo "P2PMEM-LEAK: after $1: $(tail -n 1 "$WORK/leak.log")"
+# found_leak: true if, compared with the snapshot, p2p memory, a node or a
+# module reference is missing or a task is stuck; why in $leak
+found_leak() {
+	[ -s "$SNAPSHOT" ] || return 1
+	if "$CHECK" leak-check "$SNAPSHOT" 2>"$WORK/leak.log"; then
+		return 1
 	fi
+	leak=$(sed -n 's/.*\] FAIL: //p' "$WORK/leak.log" | head -n 1)
+	echo "P2PMEM-LEAK: ${leak:=see $WORK/leak.log}"
+	# Later cases are judged against the state as it is now.
+	"$CHECK" snapshot "$SNAPSHOT" 2>/dev/null
+	return 0
 }
 
 module_case() {
@@ -163,11 +208,43 @@ summary() {
 	echo "P2PMEM-SUMMARY: $s_pass passed, $s_fail failed, $s_skip skipped"
 }
 
+# debug_kernel_case: on the debug kernel, the debugging it was built for is on
+debug_kernel_case() {
+	grep -q 'p2pmem.variant=debug' /proc/cmdline || return 0
+	d_off=
+	dmesg | grep -q 'KernelAddressSanitizer initialized' || d_off="$d_off KASAN"
+	[ -e /proc/lockdep_stats ] || d_off="$d_off PROVE_LOCKING"
+	grep -q 'debug_pagealloc=on' /proc/cmdline || d_off="$d_off DEBUG_PAGEALLOC"
+	[ -e /sys/kernel/debug/kmemleak ] || d_off="$d_off KMEMLEAK"
+	[ -e /sys/kernel/debug/debug_objects/stats ] || d_off="$d_off DEBUG_OBJECTS"
+	if [ -z "$d_off" ]; then
+		record "P2PMEM-RESULT: PASS debug-kernel"
+	else
+		record_fail debug-kernel "not active:$d_off"
+	fi
+}
+
+# lockdep_case: lockdep turns itself off after its first report
+lockdep_case() {
+	[ -e /proc/lockdep_stats ] || return 0
+	if grep -Eq 'debug_locks: +1$' /proc/lockdep_stats; then
+		record "P2PMEM-RESULT: PASS lockdep-on"
+	else
+		record_fail lockdep-on "lockdep switched itself off: it reported something (see the log)"
+	fi
+}
+
+# unbind_inflight TARGET: the case, then the throttle off whatever happened
+unbind_inflight() {
+	check_case unbind-inflight "$1"
+	"$CHECK" host "throttle nv1 0" 2>/dev/null
+}
+
 main() {
 	mkdir -p "$WORK"
 	: >"$RESULTS"
-	leak_after=
 	hung_case=
+	DEADLINE=
 	if sleep 0.1 2>/dev/null; then
 		TICK=0.1
 		TICKS_PER_S=10
@@ -179,17 +256,19 @@ main() {
 	wait_disks
 
 	module_case
+	debug_kernel_case
 	check_case nodes cmb
 	check_case bind ivshmem
 	"$CHECK" snapshot "$SNAPSHOT"
 	check_case nodes ivshmem
 	"$CHECK" list
 
+	DEADLINE=600
 	for t in ivshmem cmb; do
-		for c in two-mappings private-einval oversize-enomem offset-errors dontneed; do
-			check_case "$c" "$t"
-		done
+		check_case two-mappings "$t"
+		run_suite "kselftest-$t" sh "$TESTS/kselftest.sh" "$t"
 	done
+	DEADLINE=
 	check_case bar-alias ivshmem
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
@@ -210,9 +289,17 @@ main() {
 
 	check_case unbind-sigbus ivshmem
 	check_case unbind-sigbus cmb
+	DEADLINE=900
+	check_case bind-cycles ivshmem 50
+	DEADLINE=
+	unbind_inflight ivshmem
+	unbind_inflight cmb
+	check_case hotunplug ivshmem
+	check_case hotunplug cmb
 	run_case rmmod-busy "$CHECK" rmmod-busy
+	run_case kselftest-no-node sh "$TESTS/kselftest.sh" --no-node
 	kmemleak_case
-	[ -z "$leak_after" ] || echo "p2p memory first went missing after case $leak_after"
+	lockdep_case
 	run_case no-leak "$CHECK" no-leak "$SNAPSHOT"
 	summary
 }
