@@ -550,36 +550,11 @@ static int open_node(const struct node *n, int *fd)
 	return R_PASS;
 }
 
-/* The node of target @t, opened read-write. */
-static int open_target(const struct target *t, struct node *n, int *fd)
-{
-	TRY(find_node(t, n));
-	return open_node(n, fd);
-}
-
 static int map_node(const struct node *n, int fd, size_t len, off_t off, void **p)
 {
 	*p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
 	CHECK(*p != MAP_FAILED, "mmap %s length %s offset %s: %s", n->dev, sz(len),
 	      sz((unsigned long long)off), strerror(errno));
-	return R_PASS;
-}
-
-/* mmap() must fail with @want; also checks that nothing was mapped. */
-static int expect_mmap_errno(int fd, size_t len, off_t off, int flags, int prot,
-			     int want, const char *what)
-{
-	void *p = mmap(NULL, len, prot, flags, fd, off);
-	int err = errno;
-
-	if (p != MAP_FAILED) {
-		munmap(p, len);
-		return fail("%s: mmap(length %s, offset %s) succeeded, expected %s",
-			    what, sz(len), sz((unsigned long long)off), ename(want));
-	}
-	CHECK(err == want, "%s: mmap(length %s, offset %s) failed with %s, expected %s",
-	      what, sz(len), sz((unsigned long long)off), ename(err), ename(want));
-	note("%s: %s as expected", what, ename(want));
 	return R_PASS;
 }
 
@@ -1045,86 +1020,7 @@ static int case_bar_alias(const struct target *t, const char *arg)
 	return R_PASS;
 }
 
-/* ---- case: private-einval / oversize-enomem / offset-errors ------------- */
-
-static int case_private_einval(const struct target *t, const char *arg)
-{
-	struct node n;
-	void *p;
-	int fd;
-
-	(void)arg;
-	TRY(open_target(t, &n, &fd));
-	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ | PROT_WRITE, EINVAL,
-			      "MAP_PRIVATE read-write"));
-	TRY(expect_mmap_errno(fd, page, 0, MAP_PRIVATE, PROT_READ, EINVAL,
-			      "MAP_PRIVATE read-only"));
-	TRY(map_node(&n, fd, page, 0, &p));	/* the same with MAP_SHARED works */
-	return R_PASS;
-}
-
-static int case_oversize_enomem(const struct target *t, const char *arg)
-{
-	unsigned long long before, after;
-	struct node n;
-	void *p;
-	int fd;
-
-	(void)arg;
-	TRY(open_target(t, &n, &fd));
-	if (!n.pool) {
-		TRY(expect_mmap_errno(fd, n.size + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE,
-				      ENOMEM, "size + 4 KiB"));
-		TRY(expect_mmap_errno(fd, 2 * n.size, 0, MAP_SHARED, PROT_READ | PROT_WRITE,
-				      ENOMEM, "twice the size"));
-		TRY(map_node(&n, fd, n.size, 0, &p));	/* exactly the size works */
-		pattern_fill(p, page, 1);
-		pattern_fill((char *)p + n.size - page, page, 2);
-		TRY(expect_pattern(p, page, 1, "first page of a whole-region mapping"));
-		return expect_pattern((char *)p + n.size - page, page, 2,
-				      "last page of a whole-region mapping");
-	}
-	TRY(get_avail(n.bdf, &before));
-	TRY(expect_mmap_errno(fd, before + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE, ENOMEM,
-			      "available + 4 KiB"));
-	TRY(expect_mmap_errno(fd, n.size + page, 0, MAP_SHARED, PROT_READ | PROT_WRITE, ENOMEM,
-			      "size + 4 KiB"));
-	TRY(get_avail(n.bdf, &after));
-	CHECK(after == before, "refused mmaps changed available from %llu to %llu", before, after);
-	TRY(map_node(&n, fd, MIB, 0, &p));	/* a size that fits works */
-	return expect_zero(p, MIB, "1 MiB pool mapping");
-}
-
-static int case_offset_errors(const struct target *t, const char *arg)
-{
-	const int rw = PROT_READ | PROT_WRITE;
-	struct node n;
-	off_t last;
-	void *p;
-	int fd;
-
-	(void)arg;
-	TRY(open_target(t, &n, &fd));
-	if (n.pool) {
-		TRY(expect_mmap_errno(fd, page, page, MAP_SHARED, rw, EINVAL, "offset 4 KiB"));
-		TRY(expect_mmap_errno(fd, page, MIB, MAP_SHARED, rw, EINVAL, "offset 1 MiB"));
-		TRY(map_node(&n, fd, page, 0, &p));	/* offset 0 works */
-		return R_PASS;
-	}
-	last = n.size - page;
-	TRY(expect_mmap_errno(fd, page, n.size, MAP_SHARED, rw, ENXIO, "offset == size"));
-	TRY(expect_mmap_errno(fd, page, n.size + MIB, MAP_SHARED, rw, ENXIO, "offset size + 1 MiB"));
-	TRY(expect_mmap_errno(fd, page, 1LL << 40, MAP_SHARED, rw, ENXIO, "offset 1 TiB"));
-	TRY(expect_mmap_errno(fd, 2 * page, last, MAP_SHARED, rw, ENOMEM,
-			      "last page + 1 page past the end"));
-	TRY(expect_mmap_errno(fd, 2 * MIB, n.size - MIB, MAP_SHARED, rw, ENOMEM,
-			      "last 1 MiB + 1 MiB past the end"));
-	TRY(map_node(&n, fd, page, last, &p));	/* the last page itself works */
-	pattern_fill(p, page, 3);
-	return expect_pattern(p, page, 3, "last page");
-}
-
-/* ---- case: no-stale-data / dontneed ------------------------------------- */
+/* ---- case: no-stale-data ----------------------------------------------- */
 
 struct stale_arg {
 	const struct node *n;
@@ -1168,39 +1064,6 @@ static int case_no_stale_data(const struct target *t, const char *arg)
 	TRY(wait_avail(n.bdf, before, "after all users closed"));
 	note("4 users of %s each got zeroed memory", sz(a.len));
 	return R_PASS;
-}
-
-static int case_dontneed(const struct target *t, const char *arg)
-{
-	unsigned long long before, mapped;
-	uint64_t seed = new_seed();
-	const size_t len = MIB;
-	struct node n;
-	char *p;
-	int fd;
-
-	(void)arg;
-	TRY(open_target(t, &n, &fd));
-	if (!n.pool) {
-		TRY(map_node(&n, fd, len, MIB, (void **)&p));
-		pattern_fill(p, len, seed);
-		CHECK(!madvise(p, len, MADV_DONTNEED), "madvise: %s", strerror(errno));
-		return expect_pattern(p, len, seed, "device memory refaulted after MADV_DONTNEED");
-	}
-	TRY(get_avail(n.bdf, &before));
-	TRY(map_node(&n, fd, len, 0, (void **)&p));
-	pattern_fill(p, len, seed);
-	TRY(get_avail(n.bdf, &mapped));
-	CHECK(before >= mapped + len, "available went from %llu to %llu with %s mapped and touched",
-	      before, mapped, sz(len));
-	CHECK(!madvise(p, len, MADV_DONTNEED), "madvise: %s", strerror(errno));
-	/* The memory belongs to the mapping until munmap: the same data faults back in. */
-	TRY(expect_pattern(p, len, seed, "pool memory refaulted after MADV_DONTNEED"));
-	TRY(get_avail(n.bdf, &mapped));
-	CHECK(before >= mapped + len, "available went back up to %llu while still mapped",
-	      mapped);
-	CHECK(!munmap(p, len) && !close(fd), "munmap/close: %s", strerror(errno));
-	return wait_avail(n.bdf, before, "after munmap");
 }
 
 /* ---- case: odirect ------------------------------------------------------ */
@@ -1937,16 +1800,8 @@ static const struct subcmd subcmds[] = {
 	  "device: same memory via 2 mmaps/files/processes at 3 offsets; pool: separate zeroed" },
 	{ "bar-alias", "TARGET", false, case_bar_alias,
 	  "device: node offset X == resourceN at bar_offset + X" },
-	{ "private-einval", "TARGET", false, case_private_einval,
-	  "MAP_PRIVATE gives EINVAL" },
-	{ "oversize-enomem", "TARGET", false, case_oversize_enomem,
-	  "device: size+4k ENOMEM; pool: available+4k ENOMEM, nothing leaked" },
-	{ "offset-errors", "TARGET", false, case_offset_errors,
-	  "device: offset >= size ENXIO, past the end ENOMEM; pool: offset != 0 EINVAL" },
 	{ "no-stale-data", "TARGET", false, case_no_stale_data,
 	  "pool: every new user (this and other processes) gets zeroed memory" },
-	{ "dontneed", "TARGET", false, case_dontneed,
-	  "pool: MADV_DONTNEED returns the memory, then SIGBUS; device: data stays" },
 	{ "odirect", "TARGET SIZE", false, case_odirect,
 	  "NVMe A -> mapping -> NVMe B with O_DIRECT I/Os of SIZE, byte-exact" },
 	{ "unbind-sigbus", "TARGET", false, case_unbind_sigbus,
