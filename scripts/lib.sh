@@ -130,6 +130,18 @@ make_kconfig() {
 		kmake "$out" olddefconfig
 }
 
+# seed_from_m OUT: a build directory without a config starts as a copy of
+# the finished =m build, so that make rebuilds only what differs (a few
+# objects and the link instead of the whole kernel).
+seed_from_m() {
+	local out=$1 m=$P2PMEM_CACHE/build/m
+	[[ ! -f $out/.config && -f $m/.p2pmem-stamp && $out != "$m" ]] || return 0
+	msg "starting $out as a copy of the =m build"
+	rm -rf "$out"
+	cp -a "$m" "$out"
+	rm -f "$out/.p2pmem-stamp" "$out/.p2pmem-config" "$out/.p2pmem-variant.config"
+}
+
 # kgit ARGS...: git in the kernel tree.
 kgit() { git -C "$KTREE" "$@"; }
 

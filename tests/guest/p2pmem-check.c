@@ -1154,20 +1154,29 @@ static int check_stale_fd(int fd, const char *when)
 }
 
 /*
- * Unbind the driver that owns the region while a mapping exists: the unbind
- * returns, the mapping then raises SIGBUS, files close, nothing leaks, and a
- * rebind gives a working node.
+ * How a provider is taken away and brought back: its driver unbinds and
+ * binds again, or QEMU removes the device and adds it again.
  */
-static int case_unbind_sigbus(const struct target *t, const char *arg)
+struct takeaway {
+	const char *gone, *back;	/* "after ..." in messages */
+	int (*remove)(const struct target *t, const char *drv);
+	int (*restore)(const struct target *t, const char *drv);
+};
+
+/*
+ * Take the provider of @t away while its node is open twice and mapped: it
+ * goes promptly, the mapping then raises SIGBUS, files close, nothing
+ * leaks; once it is back, its new node works and the old file stays dead.
+ */
+static int take_away(const struct target *t, const struct takeaway *how)
 {
 	unsigned long long before;
 	uint64_t seed = new_seed();
 	const size_t len = MIB;
 	struct node n, fresh;
-	char drv[64], now[64], *p;
+	char drv[64], *p;
 	int fd, stale_fd;
 
-	(void)arg;
 	TRY(find_node(t, &n));
 	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
 	TRY(get_avail(t->bdf, &before));
@@ -1175,25 +1184,48 @@ static int case_unbind_sigbus(const struct target *t, const char *arg)
 	TRY(open_node(&n, &stale_fd));
 	TRY(map_node(&n, fd, len, n.pool ? 0 : MIB, (void **)&p));
 	pattern_fill(p, len, seed);
-	TRY(expect_pattern(p, len, seed, "before unbind"));
+	TRY(expect_pattern(p, len, seed, "before"));
 
-	TRY(driver_write(drv, "unbind", t->bdf));
-	CHECK(driver_of(t->bdf, now, sizeof(now)), "%s still bound to %s after unbind", t->bdf, now);
-	TRY(wait_node_gone(&n, "unbind"));
-	TRY(expect_sigbus(p, false, "after unbind"));
-	TRY(expect_sigbus(p + len - 8, true, "after unbind"));
-	TRY(check_stale_fd(fd, "after unbind"));
-	CHECK(!munmap(p, len), "munmap after unbind: %s", strerror(errno));
-	CHECK(!close(fd), "close after unbind: %s", strerror(errno));
+	TRY(how->remove(t, drv));
+	TRY(wait_node_gone(&n, how->gone));
+	TRY(expect_sigbus(p, false, how->gone));
+	TRY(expect_sigbus(p + len - 8, true, how->gone));
+	TRY(check_stale_fd(fd, how->gone));
+	CHECK(!munmap(p, len) && !close(fd), "munmap/close %s: %s", how->gone, strerror(errno));
 
-	TRY(driver_write(drv, "bind", t->bdf));
+	TRY(how->restore(t, drv));
 	TRY(wait_node(t, &fresh));
 	if (!strcmp(drv, "nvme"))
 		TRY(wait_disk(t->bdf));
-	TRY(check_stale_fd(stale_fd, "after rebind"));	/* old file, new device */
+	TRY(check_stale_fd(stale_fd, how->back));	/* old file, new device */
 	CHECK(!close(stale_fd), "close of the stale file: %s", strerror(errno));
 	TRY(node_smoke(&fresh));
-	return wait_avail(t->bdf, before, "after rebind");
+	return wait_avail(t->bdf, before, how->back);
+}
+
+static int unbind_driver(const struct target *t, const char *drv)
+{
+	char now[64];
+
+	TRY(driver_write(drv, "unbind", t->bdf));
+	CHECK(driver_of(t->bdf, now, sizeof(now)), "%s still bound to %s after unbind", t->bdf, now);
+	return R_PASS;
+}
+
+static int bind_driver(const struct target *t, const char *drv)
+{
+	return driver_write(drv, "bind", t->bdf);
+}
+
+/* Unbind the driver that owns the region while a mapping exists. */
+static int case_unbind_sigbus(const struct target *t, const char *arg)
+{
+	static const struct takeaway unbind = {
+		"after unbind", "after rebind", unbind_driver, bind_driver
+	};
+
+	(void)arg;
+	return take_away(t, &unbind);
 }
 
 /* ---- the host agent: scripts/vm serves requests on the second serial port */
@@ -1439,50 +1471,34 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 
 /* ---- case: hotunplug ---------------------------------------------------- */
 
+static int unplug_device(const struct target *t, const char *drv)
+{
+	(void)drv;
+	TRY(host_cmd("unplug %s", t->qdev));
+	return wait_pci(t->bdf, false, "device_del");
+}
+
+static int plug_device(const struct target *t, const char *drv)
+{
+	TRY(host_cmd("plug %s", t->qdev));
+	TRY(wait_pci(t->bdf, true, "device_add"));
+	/* A new device: bind it as case bind did (nvme binds by itself). */
+	return strcmp(drv, MODULE_NAME) ? R_PASS : case_bind(t, NULL);
+}
+
 /*
  * QEMU removes the device (device_del, PCIe native hotplug) while its node
- * is open and mapped: the node goes, the mapping raises SIGBUS. Then the
- * device comes back (device_add) and gets a working node again.
+ * is open and mapped, then adds it again (device_add).
  */
 static int case_hotunplug(const struct target *t, const char *arg)
 {
-	unsigned long long before;
-	uint64_t seed = new_seed();
-	const size_t len = MIB;
-	struct node n, fresh;
-	char drv[64], *p;
-	int fd, stale_fd;
+	static const struct takeaway hotplug = {
+		"after hot-unplug", "after re-plug", unplug_device, plug_device
+	};
 
 	(void)arg;
 	CHECK(t->qdev, "no QEMU device id for %s: hot-unplug needs cmb or ivshmem", t->bdf);
-	TRY(find_node(t, &n));
-	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
-	TRY(get_avail(t->bdf, &before));
-	TRY(open_node(&n, &fd));
-	TRY(open_node(&n, &stale_fd));
-	TRY(map_node(&n, fd, len, n.pool ? 0 : MIB, (void **)&p));
-	pattern_fill(p, len, seed);
-	TRY(expect_pattern(p, len, seed, "before hot-unplug"));
-
-	TRY(host_cmd("unplug %s", t->qdev));
-	TRY(wait_pci(t->bdf, false, "device_del"));
-	TRY(wait_node_gone(&n, "hot-unplug"));
-	TRY(expect_sigbus(p, false, "after hot-unplug"));
-	TRY(expect_sigbus(p + len - 8, true, "after hot-unplug"));
-	TRY(check_stale_fd(fd, "after hot-unplug"));
-	CHECK(!munmap(p, len) && !close(fd), "munmap/close after hot-unplug: %s", strerror(errno));
-
-	TRY(host_cmd("plug %s", t->qdev));
-	TRY(wait_pci(t->bdf, true, "device_add"));
-	if (!strcmp(drv, MODULE_NAME))
-		TRY(case_bind(t, NULL));
-	TRY(wait_node(t, &fresh));
-	if (!strcmp(drv, "nvme"))
-		TRY(wait_disk(t->bdf));
-	TRY(check_stale_fd(stale_fd, "after re-plug"));
-	CHECK(!close(stale_fd), "close of the stale file: %s", strerror(errno));
-	TRY(node_smoke(&fresh));
-	return wait_avail(t->bdf, before, "after re-plug");
+	return take_away(t, &hotplug);
 }
 
 /* ---- case: rmmod-busy --------------------------------------------------- */

@@ -99,18 +99,25 @@ run_bg() {
 	bg_rc=$(cat "$r_rc")
 }
 
-# run_case NAME CMD...: CMD prints its result line on stdout, the rest on
-# stderr. The case passes only if the leak check after it passes too.
-run_case() {
+# ran_case NAME CMD...: run CMD as a case (run_bg) and show its stderr
+# and other output; false, with a FAIL recorded, if it hung or was not run
+ran_case() {
 	if [ -n "$hung_case" ]; then
 		record_fail "$1" "not run: $hung_case hung before it"
-		return
+		return 1
 	fi
 	if ! run_bg "$@"; then
 		record_fail "$1" "hung in the kernel: SIGKILL did not end it in $((r_limit / TICKS_PER_S)) s"
-		return
+		return 1
 	fi
-	grep -v '^P2PMEM-RESULT: ' "$r_out"
+	grep -v '^P2PMEM-RESULT: ' "$r_out" || true
+}
+
+# one_case NAME CMD...: the verdict of a case that prints its result line
+# on stdout, the rest on stderr; a pass only if the leak check after it
+# passes too
+one_case() {
+	ran_case "$@" || return 0
 	case_verdict "$1" "$bg_rc" "$r_out"
 	case $verdict in
 	"P2PMEM-RESULT: FAIL "*) ;;
@@ -119,19 +126,11 @@ run_case() {
 	record "$verdict"
 }
 
-# run_suite NAME CMD...: CMD prints a result line per test (names
+# many_cases NAME CMD...: CMD prints a result line per test (names
 # NAME/...); all are kept, plus a NAME/leak-check failure if it left
-# anything behind.
-run_suite() {
-	if [ -n "$hung_case" ]; then
-		record_fail "$1" "not run: $hung_case hung before it"
-		return
-	fi
-	if ! run_bg "$@"; then
-		record_fail "$1" "hung in the kernel: SIGKILL did not end it in $((r_limit / TICKS_PER_S)) s"
-		return
-	fi
-	grep -v '^P2PMEM-RESULT: ' "$r_out"
+# anything behind
+many_cases() {
+	ran_case "$@" || return 0
 	grep '^P2PMEM-RESULT: ' "$r_out" | while IFS= read -r s_line; do
 		record "$s_line"
 	done
@@ -139,6 +138,25 @@ run_suite() {
 	if found_leak; then
 		record_fail "$1/leak-check" "left the system changed: $leak"
 	fi
+}
+
+# guarded HOW NAME CMD...: run the case with HOW (one_case, many_cases); a
+# case that recorded nothing is a failure, never a silent gap
+guarded() {
+	g_how=$1
+	shift
+	g_before=$(wc -l <"$RESULTS")
+	"$g_how" "$@"
+	[ "$(wc -l <"$RESULTS")" -gt "$g_before" ] ||
+		record_fail "$1" "recorded no result (a bug in run-tests.sh)"
+}
+
+run_case() {
+	guarded one_case "$@"
+}
+
+run_suite() {
+	guarded many_cases "$@"
 }
 
 # check_case CASE TARGET [ARG]: a p2pmem-check case, named as it names itself
