@@ -1163,6 +1163,13 @@ struct takeaway {
 	int (*restore)(const struct target *t, const char *drv);
 };
 
+/* The provider of @t is back after a bind or a plug: its node, its disk. */
+static int wait_provider_back(const struct target *t, const char *drv, struct node *n)
+{
+	TRY(wait_node(t, n));
+	return strcmp(drv, "nvme") ? R_PASS : wait_disk(t->bdf);
+}
+
 /*
  * Take the provider of @t away while its node is open twice and mapped: it
  * goes promptly, the mapping then raises SIGBUS, files close, nothing
@@ -1194,9 +1201,7 @@ static int take_away(const struct target *t, const struct takeaway *how)
 	CHECK(!munmap(p, len) && !close(fd), "munmap/close %s: %s", how->gone, strerror(errno));
 
 	TRY(how->restore(t, drv));
-	TRY(wait_node(t, &fresh));
-	if (!strcmp(drv, "nvme"))
-		TRY(wait_disk(t->bdf));
+	TRY(wait_provider_back(t, drv, &fresh));
 	TRY(check_stale_fd(stale_fd, how->back));	/* old file, new device */
 	CHECK(!close(stale_fd), "close of the stale file: %s", strerror(errno));
 	TRY(node_smoke(&fresh));
@@ -1338,10 +1343,8 @@ static int case_bind_cycles(const struct target *t, const char *arg)
 			TRY(expect_sigbus(p, true, "after unbind"));
 			CHECK(!munmap(p, len) && !close(fd), "munmap/close: %s", strerror(errno));
 		}
-		TRY(driver_write(drv, "bind", t->bdf));
-		TRY(wait_node(t, &n));
-		if (!strcmp(drv, "nvme"))
-			TRY(wait_disk(t->bdf));
+		TRY(bind_driver(t, drv));
+		TRY(wait_provider_back(t, drv, &n));
 	}
 	note("%llu unbind/bind cycles in %.1f s", cycles, mono_time() - start);
 	return wait_avail(t->bdf, before, "after the cycles");
@@ -1461,10 +1464,8 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 	TRY(expect_sigbus(r.buf, false, "after unbind"));
 	CHECK(!munmap(r.buf, INFLIGHT_LEN) && !close(fd) && !close(r.fd),
 	      "munmap/close after unbind: %s", strerror(errno));
-	TRY(driver_write(drv, "bind", t->bdf));
-	TRY(wait_node(t, &fresh));
-	if (!strcmp(drv, "nvme"))
-		TRY(wait_disk(t->bdf));
+	TRY(bind_driver(t, drv));
+	TRY(wait_provider_back(t, drv, &fresh));
 	TRY(node_smoke(&fresh));
 	return wait_avail(t->bdf, before, "after rebind");
 }
