@@ -114,10 +114,19 @@ take_build_lock() {
 	export P2PMEM_BUILD_LOCK_HELD=$$
 }
 
-# kmake OUT ARGS...: make in the kernel tree with output in OUT, with ccache
-# (CCACHE_DIR set by the caller) and one job per CPU.
+# kmake OUT ARGS...: make in the kernel tree (KMAKE_TREE if set) with
+# output in OUT, with ccache (CCACHE_DIR set by the caller) and one job per
+# CPU.  KMAKE_TOOLCHAIN picks the compiler: gcc (default, the host's),
+# clang (LLVM 19: v7.3 needs clang >= 17) or arm64 (Debian's cross gcc).
 kmake() {
-	make -C "$KTREE" O="$1" CC="ccache gcc" -j"$(nproc)" "${@:2}"
+	local tc
+	case ${KMAKE_TOOLCHAIN:-gcc} in
+	gcc) tc=(CC="ccache gcc") ;;
+	clang) tc=(LLVM=-19 CC="ccache clang-19") ;;
+	arm64) tc=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- CC="ccache aarch64-linux-gnu-gcc") ;;
+	*) die "unknown KMAKE_TOOLCHAIN '$KMAKE_TOOLCHAIN'" ;;
+	esac
+	make -C "${KMAKE_TREE:-$KTREE}" O="$1" "${tc[@]}" -j"$(nproc)" "${@:2}"
 }
 
 # make_kconfig OUT FRAGMENT...: OUT/.config = tinyconfig with the fragments
@@ -224,4 +233,47 @@ series_hash() {
 # series_hash that BRANCH was last made from or exported to.
 applied_file() {
 	printf '%s/p2pmem-series-%s' "$(kgit rev-parse --absolute-git-dir)" "${BRANCH//\//_}"
+}
+
+# patch_paths FILE...: every path the patch files touch, once each.
+patch_paths() {
+	awk '/^diff --git / { print substr($3, 3); print substr($4, 3) }' "$@" | sort -u
+}
+
+# am_onto COMMIT FILE...: git am -3 the patch files onto COMMIT in a
+# throwaway worktree that checks out only the paths they touch (seconds,
+# not a 1.5 GB checkout; the kernel tree's own checkout is not touched).
+# Prints the resulting commit; on failure prints git am's output to stderr
+# and returns non-zero.  The commit stays reachable from no ref: use it
+# before the next git gc.
+am_onto() {
+	local base=$1 wt rc=0 tip paths
+	shift
+	mapfile -t paths < <(patch_paths "$@" | sed 's|^|/|')
+	wt=$(mktemp -d "${TMPDIR:-/tmp}/p2pmem-am.XXXXXX")
+	kgit worktree add -q --no-checkout --detach "$wt" "$base" || { rm -rf "$wt"; return 1; }
+	{
+		git -C "$wt" sparse-checkout set --no-cone "${paths[@]}" &&
+			git -C "$wt" read-tree -mu HEAD &&
+			git -C "$wt" -c user.name=p2pmem-am -c user.email=p2pmem-am@localhost am -q -3 "$@" &&
+			tip=$(git -C "$wt" rev-parse HEAD)
+	} >&2 || rc=$?
+	kgit worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+	kgit worktree prune
+	((rc == 0)) && printf '%s\n' "$tip"
+	return "$rc"
+}
+
+# debian_uri: the Debian archive URI the machine already uses.
+debian_uri() {
+	local uri=
+	if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+		uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+			/etc/apt/sources.list.d/debian.sources)
+	fi
+	if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+		uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/) { print $i; exit } else break } }' \
+			/etc/apt/sources.list)
+	fi
+	printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
