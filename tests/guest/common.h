@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,6 +30,23 @@
 #define KIB	1024ULL
 #define MIB	(1024ULL * KIB)
 #define GIB	(1024ULL * MIB)
+
+/**
+ * parse_dec() - parse a decimal number that is all of @buf (a sysfs value)
+ * Return: 0, or -1 with errno set (EINVAL, ERANGE).
+ */
+static inline int parse_dec(const char *buf, unsigned long long *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoull(buf, &end, 10);
+	if (!isdigit((unsigned char)buf[0]) || errno || *end) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
 
 /**
  * parse_size() - parse "4096", "0x1000", "4k", "1m" or "2g" (binary multiples)

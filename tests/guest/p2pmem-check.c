@@ -192,7 +192,7 @@ read_strf(char *buf, size_t len, const char *fmt, ...)
 static int __attribute__((format(printf, 2, 3)))
 read_u64f(unsigned long long *v, const char *fmt, ...)
 {
-	char path[PATH_MAX], buf[64], *end;
+	char path[PATH_MAX], buf[64];
 	va_list ap;
 	int err;
 
@@ -201,13 +201,7 @@ read_u64f(unsigned long long *v, const char *fmt, ...)
 	va_end(ap);
 	if (err || read_strf(buf, sizeof(buf), "%s", path))
 		return -1;
-	errno = 0;
-	*v = strtoull(buf, &end, 10);
-	if (!isdigit((unsigned char)buf[0]) || errno || *end) {
-		errno = EINVAL;
-		return -1;
-	}
-	return 0;
+	return parse_dec(buf, v);
 }
 
 static int write_str(const char *path, const char *s)

@@ -1,0 +1,1161 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * p2pmem-bench - /dev/p2pmemN against the sysfs p2pmem/allocate file and
+ * host memory
+ *
+ *   p2pmem-bench [OPTIONS] TARGET...
+ *
+ * TARGET is "host" (anonymous memory, MAP_PRIVATE|MAP_ANONYMOUS), "cmb",
+ * "ivshmem" or a PCI address. For a provider, every measurement is made on
+ * its node (the /dev/p2pmemN whose sysfs parent is the device, mapped at
+ * offset 0) and on the device's p2pmem/allocate file, the two alternating in
+ * every repetition, so both see the same conditions:
+ *
+ *   map_touch   mmap() and a write to one byte of every page, in µs; the
+ *               minor page faults it took (faults); mmap() alone (mmap) and
+ *               munmap() alone (munmap)
+ *   odirect     O_DIRECT reads of disk A into the buffer and writes of the
+ *               buffer to disk B, SIZE bytes per I/O, THREADS threads each
+ *               with its own SIZE bytes of the buffer and its own range of
+ *               the disks, in MiB/s of data copied; the last I/O of every
+ *               thread is checked on disk B after the first repetition
+ *   cpu_write   memset() of the whole (already faulted) mapping, MiB/s,
+ *               repeated for at least 50 ms
+ *   cpu_read    a sum of the words of the whole mapping, the same way
+ *   fragmented_map  pool nodes only: the pool is filled with mappings of
+ *               the node, every other one is unmapped, then a mapping of L
+ *               bytes (at most the free memory, more than any hole) is
+ *               tried through the node and through allocate: 1 mapped, 0
+ *               refused; the note says in how many physically contiguous
+ *               runs it came (/proc/self/pagemap)
+ *
+ * A size that does not fit (more than the node's region or the pool's free
+ * memory at the start) is not measured: its row says "skip" and why.
+ *
+ * Output: CSV with one header line on stdout, or in FILE with -o,
+ *
+ *   provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note
+ *
+ * (status ok, skip or fail; note without commas), and on stdout one line
+ * per target and one for the fragmented pool of a pool target:
+ *
+ *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-TARGET [reason]
+ *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-fragment-TARGET [reason]
+ *
+ * Progress goes to stderr. Exit: 0 if nothing failed, 1 if something did,
+ * 2 on bad usage.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "common.h"
+
+#define SYSFS_MISC	"/sys/class/misc"
+#define SYSFS_PCI	"/sys/bus/pci/devices"
+#define MAX_REPS	99
+#define MAX_SIZES	16
+#define MAX_THREADS	16
+#define AVAIL_WAIT_MS	5000	/* freed p2p memory is back in the pool */
+#define FRAG_MAX_LEN	(16 * MIB)
+#define CPU_MIN_TIME	0.05	/* seconds of memset() or sum per measurement */
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+static const unsigned long long default_sizes[] = {
+	4 * KIB, 64 * KIB, 1 * MIB, 4 * MIB, 16 * MIB, 32 * MIB, 64 * MIB,
+};
+
+static const unsigned long long odirect_chunks[] = { 4 * KIB, 64 * KIB, 1 * MIB };
+static const int odirect_threads[] = { 1, 4 };
+
+enum { B_NODE, B_SYSFS, B_ANON };
+static const char *const buf_names[] = { "node", "sysfs", "anon" };
+
+struct opts {
+	int reps;
+	unsigned long long sizes[MAX_SIZES];
+	int nr_sizes;
+	unsigned long long total;	/* bytes copied per odirect measurement */
+	unsigned long long bw_len;	/* mapping length for cpu_write/cpu_read */
+	unsigned long long frag_chunk;
+	bool odirect;
+	const char *src, *dst;		/* disk A and B, default: found by BDF */
+	FILE *csv;
+};
+
+/* One buffer of a target: the node, the allocate file or host memory. */
+struct buf {
+	int kind;
+	char path[PATH_MAX];
+	int fd;
+	unsigned long long limit;	/* longest mapping that fits */
+	char limit_why[64];		/* what the limit is */
+};
+
+struct target {
+	char label[32];
+	char bdf[32];
+	char mode[16];			/* pool, device or anon */
+	unsigned long long avail0;	/* pool's free memory at the start */
+	struct buf bufs[2];
+	int nr_bufs;
+	char reason[256];		/* first failure */
+};
+
+struct disks {
+	int afd, bfd;
+	char a[80], b[80];
+	char *orig;			/* what disk A holds in [0, total) */
+};
+
+static struct opts opt = {
+	.reps = 5,
+	.total = 16 * MIB,
+	.bw_len = 4 * MIB,
+	.frag_chunk = 64 * KIB,
+	.odirect = true,
+};
+
+static size_t page;
+
+static const char *sz(unsigned long long v)
+{
+	static char buf[8][32];
+	static int i;
+
+	i = (i + 1) % 8;
+	return human_size(v, buf[i], sizeof(buf[i]));
+}
+
+/* Copy a string, truncating it to fit @len. */
+static void scopy(char *dst, size_t len, const char *src)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Record the first failure of @t and print it. Return: -1. */
+static int __attribute__((format(printf, 2, 3))) tfail(struct target *t, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "  [bench-%s] FAIL: %s\n", t->label, msg);
+	if (!t->reason[0])
+		scopy(t->reason, sizeof(t->reason), msg);
+	return -1;
+}
+
+/* ---- sysfs -------------------------------------------------------------- */
+
+static int read_str(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		n--;
+	buf[n] = '\0';
+	return 0;
+}
+
+static int read_u64(const char *path, unsigned long long *v)
+{
+	char buf[64];
+
+	if (read_str(path, buf, sizeof(buf)))
+		return -1;
+	return parse_dec(buf, v);
+}
+
+/* Last component of the target of symlink @path, e.g. a PCI address. */
+static int link_name(const char *path, char *out, size_t len)
+{
+	char target[PATH_MAX], *base;
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	base = strrchr(target, '/');
+	scopy(out, len, base ? base + 1 : target);
+	return 0;
+}
+
+static int get_avail(const char *bdf, unsigned long long *v)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), SYSFS_PCI "/%s/p2pmem/available", bdf);
+	return read_u64(path, v);
+}
+
+/* Wait until @t's pool has @want bytes free again. */
+static int wait_avail(struct target *t, unsigned long long want, const char *after)
+{
+	unsigned long long cur = 0;
+
+	for (int ms = 0; ms <= AVAIL_WAIT_MS; ms += 10) {
+		if (get_avail(t->bdf, &cur))
+			return tfail(t, "%s: cannot read p2pmem/available of %s: %s", after,
+				     t->bdf, strerror(errno));
+		if (cur == want)
+			return 0;
+		usleep(10000);
+	}
+	return tfail(t, "%s: p2pmem/available of %s is %llu, expected %llu", after, t->bdf,
+		     cur, want);
+}
+
+/* The /dev/p2pmemN whose parent is PCI device @bdf. */
+static int find_node(const char *bdf, char *dev, size_t len, char *name, size_t nlen)
+{
+	DIR *d = opendir(SYSFS_MISC);
+	struct dirent *e;
+	char path[PATH_MAX], who[64];
+	int found = 0;
+
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, "p2pmem", 6))
+			continue;
+		snprintf(path, sizeof(path), SYSFS_MISC "/%s/device", e->d_name);
+		if (link_name(path, who, sizeof(who)) || strcmp(who, bdf))
+			continue;
+		snprintf(dev, len, "/dev/%s", e->d_name);
+		scopy(name, nlen, e->d_name);
+		found++;
+	}
+	if (d)
+		closedir(d);
+	return found == 1 ? 0 : -1;
+}
+
+/* The first namespace of the NVMe controller at @bdf. */
+static int find_disk(const char *bdf, char *dev, size_t len)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+	char path[PATH_MAX], who[64], best[64] = "";
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/device/device", e->d_name);
+		if (link_name(path, who, sizeof(who)) || strcmp(who, bdf))
+			continue;
+		if (!best[0] || strcmp(e->d_name, best) < 0)
+			scopy(best, sizeof(best), e->d_name);
+	}
+	if (d)
+		closedir(d);
+	snprintf(dev, len, "/dev/%s", best);
+	return best[0] ? 0 : -1;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+/* ---- statistics and output ---------------------------------------------- */
+
+struct stat3 {
+	double median, min, max;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static struct stat3 stats(double *v, int n)
+{
+	struct stat3 s;
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	s.min = v[0];
+	s.max = v[n - 1];
+	s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	return s;
+}
+
+static void csv_header(void)
+{
+	fprintf(opt.csv,
+		"provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note\n");
+}
+
+static void __attribute__((format(printf, 10, 11)))
+csv_row(const struct target *t, int kind, const char *metric, unsigned long long size,
+	int threads, int reps, const char *unit, const struct stat3 *s, const char *status,
+	const char *fmt, ...)
+{
+	char note[256] = "";
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(note, sizeof(note), fmt, ap);
+		va_end(ap);
+		for (char *p = note; *p; p++)
+			if (*p == ',' || *p == '\n' || *p == '"')
+				*p = ';';
+	}
+	fprintf(opt.csv, "%s,%s,%s,%s,%llu,%d,%d,%s,", t->label, t->mode, buf_names[kind],
+		metric, size, threads, reps, unit);
+	if (s)
+		fprintf(opt.csv, "%.1f,%.1f,%.1f", s->median, s->min, s->max);
+	else
+		fprintf(opt.csv, ",,");
+	fprintf(opt.csv, ",%s,%s\n", status, note);
+	fflush(opt.csv);
+}
+
+/* ---- mappings ----------------------------------------------------------- */
+
+static void *buf_map(const struct buf *b, size_t len)
+{
+	if (b->kind == B_ANON)
+		return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+}
+
+/* Write one byte of every page. */
+static void touch_pages(char *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += page)
+		((volatile char *)p)[off] = 1;
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* After a p2p mapping is gone, its memory must be back in the pool. */
+static int settle(struct target *t, const struct buf *b, const char *what)
+{
+	if (b->kind == B_ANON)
+		return 0;
+	return wait_avail(t, t->avail0, what);
+}
+
+static bool fits(const struct buf *b, unsigned long long len)
+{
+	return b->kind == B_ANON || len <= b->limit;
+}
+
+/* Map @len bytes of @b, fault them in: for measurements that are not of that. */
+static int map_ready(struct target *t, const struct buf *b, size_t len, char **p)
+{
+	*p = buf_map(b, len);
+	if (*p == MAP_FAILED)
+		return tfail(t, "mmap %s length %s: %s", b->path, sz(len), strerror(errno));
+	touch_pages(*p, len);
+	return 0;
+}
+
+/* ---- map_touch ---------------------------------------------------------- */
+
+static void bench_map_touch(struct target *t)
+{
+	double m[2][4][MAX_REPS];	/* buffer, (map_touch, mmap, munmap, faults), rep */
+	static const char *const names[] = { "map_touch", "mmap", "munmap", "faults" };
+	static const char *const units[] = { "us", "us", "us", "faults" };
+
+	for (int si = 0; si < opt.nr_sizes; si++) {
+		unsigned long long len = opt.sizes[si];
+		bool failed[2] = { false, false };
+
+		for (int r = 0; r < opt.reps; r++) {
+			for (int bi = 0; bi < t->nr_bufs; bi++) {
+				const struct buf *b = &t->bufs[bi];
+				double t0, t1, t2, t3;
+				long f0, f1;
+				char *p;
+
+				if (!fits(b, len) || failed[bi])
+					continue;
+				f0 = minflt();
+				t0 = mono_time();
+				p = buf_map(b, len);
+				t1 = mono_time();
+				if (p == MAP_FAILED) {
+					tfail(t, "mmap %s length %s: %s", b->path, sz(len),
+					      strerror(errno));
+					failed[bi] = true;
+					continue;
+				}
+				touch_pages(p, len);
+				t2 = mono_time();
+				f1 = minflt();
+				munmap(p, len);
+				t3 = mono_time();
+				m[bi][0][r] = (t2 - t0) * 1e6;
+				m[bi][1][r] = (t1 - t0) * 1e6;
+				m[bi][2][r] = (t3 - t2) * 1e6;
+				m[bi][3][r] = (double)(f1 - f0);
+				if (settle(t, b, "after munmap"))
+					failed[bi] = true;
+			}
+		}
+		for (int bi = 0; bi < t->nr_bufs; bi++) {
+			const struct buf *b = &t->bufs[bi];
+
+			for (int k = 0; k < 4; k++) {
+				struct stat3 s;
+
+				if (!fits(b, len)) {
+					csv_row(t, b->kind, names[k], len, 1, 0, units[k], NULL,
+						"skip", "%s > %s", sz(len), b->limit_why);
+					continue;
+				}
+				if (failed[bi]) {
+					csv_row(t, b->kind, names[k], len, 1, 0, units[k], NULL,
+						"fail", "%s", t->reason);
+					continue;
+				}
+				s = stats(m[bi][k], opt.reps);
+				csv_row(t, b->kind, names[k], len, 1, opt.reps, units[k], &s,
+					"ok", NULL);
+				if (k == 0)
+					fprintf(stderr, "  %s %s map_touch %s: %.0f us (%.0f-%.0f)",
+						t->label, buf_names[b->kind], sz(len), s.median,
+						s.min, s.max);
+				if (k == 3)
+					fprintf(stderr, ", %.0f faults\n", s.median);
+			}
+		}
+	}
+}
+
+/* ---- odirect ------------------------------------------------------------ */
+
+struct worker {
+	pthread_t tid;
+	pthread_barrier_t *barrier;
+	const struct disks *dk;
+	char *buf;
+	size_t chunk;
+	off_t off;			/* of this thread's range on both disks */
+	unsigned long long len;
+	int err;
+	const char *op;
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+
+	pthread_barrier_wait(w->barrier);
+	for (unsigned long long done = 0; done < w->len; done += w->chunk) {
+		if (pread_full(w->dk->afd, w->buf, w->chunk, w->off + done)) {
+			w->err = errno;
+			w->op = "read";
+			break;
+		}
+		if (pwrite_full(w->dk->bfd, w->buf, w->chunk, w->off + done)) {
+			w->err = errno;
+			w->op = "write";
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* One copy of opt.total bytes through @p; MiB/s in @rate. */
+static int copy_once(struct target *t, const struct disks *dk, char *p, size_t chunk,
+		     int threads, double *rate)
+{
+	struct worker w[MAX_THREADS];
+	pthread_barrier_t barrier;
+	unsigned long long per = opt.total / threads;
+	double t0, t1;
+	int ret = 0;
+
+	pthread_barrier_init(&barrier, NULL, threads + 1);
+	for (int i = 0; i < threads; i++) {
+		w[i] = (struct worker){
+			.barrier = &barrier, .dk = dk, .buf = p + i * chunk,
+			.chunk = chunk, .off = (off_t)(i * per), .len = per,
+		};
+		if (pthread_create(&w[i].tid, NULL, worker_run, &w[i])) {
+			/* never happens with so few threads; give up on the run */
+			fprintf(stderr, "p2pmem-bench: pthread_create failed\n");
+			exit(1);
+		}
+	}
+	pthread_barrier_wait(&barrier);
+	t0 = mono_time();
+	for (int i = 0; i < threads; i++)
+		pthread_join(w[i].tid, NULL);
+	t1 = mono_time();
+	pthread_barrier_destroy(&barrier);
+	for (int i = 0; i < threads && !ret; i++)
+		if (w[i].err)
+			ret = tfail(t, "O_DIRECT %s %s through %s, thread %d: %s (%s)", w[i].op,
+				    !strcmp(w[i].op, "read") ? dk->a : dk->b,
+				    t->label, i, strerror(w[i].err), strerrorname_np(w[i].err));
+	*rate = opt.total / (double)MIB / (t1 - t0);
+	return ret;
+}
+
+/* The last I/O of every thread: overwrite it on disk B before, compare after. */
+static int check_pieces(struct target *t, const struct disks *dk, size_t chunk, int threads,
+			bool before)
+{
+	unsigned long long per = opt.total / threads;
+	char *tmp = alloc_aligned(chunk);
+	int ret = 0;
+
+	if (!tmp)
+		return tfail(t, "out of memory");
+	for (int i = 0; i < threads && !ret; i++) {
+		off_t off = (off_t)(i * per + per - chunk);
+		long long bad;
+
+		if (before) {
+			memset(tmp, 0xa5, chunk);
+			if (pwrite_full(dk->bfd, tmp, chunk, off))
+				ret = tfail(t, "write %s: %s", dk->b, strerror(errno));
+			continue;
+		}
+		if (pread_full(dk->bfd, tmp, chunk, off)) {
+			ret = tfail(t, "read back %s: %s", dk->b, strerror(errno));
+			continue;
+		}
+		bad = first_diff(tmp, dk->orig + off, chunk);
+		if (bad >= 0)
+			ret = tfail(t, "%s at %lld differs from %s after a copy through %s",
+				    dk->b, (long long)off + bad, dk->a, t->label);
+	}
+	free(tmp);
+	return ret;
+}
+
+static void bench_odirect(struct target *t, const struct disks *dk)
+{
+	for (size_t ci = 0; ci < ARRAY_SIZE(odirect_chunks); ci++) {
+		for (size_t ti = 0; ti < ARRAY_SIZE(odirect_threads); ti++) {
+			size_t chunk = odirect_chunks[ci];
+			int threads = odirect_threads[ti];
+			size_t len = chunk * threads;
+			double rate[2][MAX_REPS];
+			bool failed[2] = { false, false };
+
+			for (int r = 0; r < opt.reps; r++) {
+				for (int bi = 0; bi < t->nr_bufs; bi++) {
+					const struct buf *b = &t->bufs[bi];
+					char *p;
+
+					if (failed[bi] || !fits(b, len))
+						continue;
+					if (map_ready(t, b, len, &p)) {
+						failed[bi] = true;
+						continue;
+					}
+					if ((!r && check_pieces(t, dk, chunk, threads, true)) ||
+					    copy_once(t, dk, p, chunk, threads, &rate[bi][r]) ||
+					    (!r && check_pieces(t, dk, chunk, threads, false)))
+						failed[bi] = true;
+					munmap(p, len);
+					if (settle(t, b, "after munmap of an O_DIRECT buffer"))
+						failed[bi] = true;
+				}
+			}
+			for (int bi = 0; bi < t->nr_bufs; bi++) {
+				const struct buf *b = &t->bufs[bi];
+				struct stat3 s;
+
+				if (!fits(b, len)) {
+					csv_row(t, b->kind, "odirect", chunk, threads, 0, "MiB/s",
+						NULL, "skip", "%s > %s", sz(len), b->limit_why);
+					continue;
+				}
+				if (failed[bi]) {
+					csv_row(t, b->kind, "odirect", chunk, threads, 0, "MiB/s",
+						NULL, "fail", "%s", t->reason);
+					continue;
+				}
+				s = stats(rate[bi], opt.reps);
+				csv_row(t, b->kind, "odirect", chunk, threads, opt.reps, "MiB/s",
+					&s, "ok", "%s per measurement", sz(opt.total));
+				fprintf(stderr, "  %s %s odirect %s x %d: %.1f MiB/s (%.1f-%.1f)\n",
+					t->label, buf_names[b->kind], sz(chunk), threads, s.median,
+					s.min, s.max);
+			}
+		}
+	}
+}
+
+/* ---- cpu bandwidth ------------------------------------------------------ */
+
+static volatile uint64_t sink;
+
+/*
+ * Passes of memset() (@write) or of a sum over @p until at least
+ * CPU_MIN_TIME has gone by. Return: MiB/s.
+ */
+static double cpu_passes(char *p, size_t len, bool write, long *faults)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	double t0, t;
+	long f0 = minflt();
+	int passes = 0;
+
+	t0 = mono_time();
+	do {
+		if (write) {
+			memset(p, passes + 1, len);
+		} else {
+			uint64_t sum = 0;
+
+			for (size_t i = 0; i < len / 8; i++)
+				sum += w[i];
+			sink = sum;
+		}
+		passes++;
+		t = mono_time() - t0;
+	} while (t < CPU_MIN_TIME);
+	*faults += minflt() - f0;
+	return (double)len * passes / MIB / t;
+}
+
+static void bench_cpu(struct target *t)
+{
+	size_t len = opt.bw_len;
+	double bw[2][2][MAX_REPS];	/* buffer, (write, read), rep */
+	static const char *const names[] = { "cpu_write", "cpu_read" };
+	bool failed[2] = { false, false };
+	long faults[2] = { 0, 0 };
+
+	for (int r = 0; r < opt.reps; r++) {
+		for (int bi = 0; bi < t->nr_bufs; bi++) {
+			const struct buf *b = &t->bufs[bi];
+			char *p;
+
+			if (failed[bi] || !fits(b, len))
+				continue;
+			if (map_ready(t, b, len, &p)) {
+				failed[bi] = true;
+				continue;
+			}
+			bw[bi][0][r] = cpu_passes(p, len, true, &faults[bi]);
+			bw[bi][1][r] = cpu_passes(p, len, false, &faults[bi]);
+			munmap(p, len);
+			if (settle(t, b, "after munmap"))
+				failed[bi] = true;
+		}
+	}
+	for (int bi = 0; bi < t->nr_bufs; bi++)
+		if (faults[bi])
+			fprintf(stderr, "  %s %s: %ld page faults while the mapping was in use\n",
+				t->label, buf_names[t->bufs[bi].kind], faults[bi]);
+	for (int bi = 0; bi < t->nr_bufs; bi++) {
+		const struct buf *b = &t->bufs[bi];
+
+		for (int k = 0; k < 2; k++) {
+			struct stat3 s;
+
+			if (!fits(b, len)) {
+				csv_row(t, b->kind, names[k], len, 1, 0, "MiB/s", NULL, "skip",
+					"%s > %s", sz(len), b->limit_why);
+				continue;
+			}
+			if (failed[bi]) {
+				csv_row(t, b->kind, names[k], len, 1, 0, "MiB/s", NULL, "fail",
+					"%s", t->reason);
+				continue;
+			}
+			s = stats(bw[bi][k], opt.reps);
+			csv_row(t, b->kind, names[k], len, 1, opt.reps, "MiB/s", &s, "ok", NULL);
+			fprintf(stderr, "  %s %s %s %s: %.1f MiB/s (%.1f-%.1f)\n", t->label,
+				buf_names[b->kind], names[k], sz(len), s.median, s.min, s.max);
+		}
+	}
+}
+
+/* ---- fragmented pool ---------------------------------------------------- */
+
+/*
+ * Physically contiguous runs of the (faulted in) mapping @p, from
+ * /proc/self/pagemap; the longest in @longest. Return: number of runs, 0 if
+ * the page frames cannot be read.
+ */
+static size_t phys_runs(const char *p, size_t len, size_t *longest)
+{
+	size_t runs = 0, run = 0, n = len / page;
+	uint64_t prev = 0, *pm = calloc(n, sizeof(*pm));
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	*longest = 0;
+	if (!pm || fd < 0 ||
+	    pread_full(fd, pm, n * sizeof(*pm), (off_t)((uintptr_t)p / page * sizeof(*pm))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pfn = pm[i] & ((1ULL << 55) - 1);
+
+		if (!(pm[i] >> 63) || !pfn) {	/* not present, or no PFN shown */
+			runs = 0;
+			goto out;
+		}
+		if (!i || pfn != prev + 1) {
+			runs++;
+			run = 0;
+		}
+		if (++run > *longest)
+			*longest = run;
+		prev = pfn;
+	}
+	*longest *= page;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(pm);
+	return runs;
+}
+
+/* Try one mapping of @len through @b; 1 if it mapped (cleared). */
+static int frag_try(struct target *t, const struct buf *b, size_t len,
+		    unsigned long long nfree, char *why, size_t wlen)
+{
+	char *p = buf_map(b, len);
+	size_t runs, longest;
+	long long bad;
+
+	if (p == MAP_FAILED) {
+		snprintf(why, wlen, "refused (%s)", strerrorname_np(errno));
+		fprintf(stderr, "  %s %s fragmented_map %s: mmap refused (%s)\n", t->label,
+			buf_names[b->kind], sz(len), strerror(errno));
+		return 0;
+	}
+	bad = first_nonzero(p, len);
+	runs = phys_runs(p, len, &longest);
+	munmap(p, len);
+	if (bad >= 0) {
+		snprintf(why, wlen, "mapped but byte %lld not cleared", bad);
+		tfail(t, "fragmented pool: %s mapping of %s: byte %lld not cleared", b->path,
+		      sz(len), bad);
+		return 0;
+	}
+	if (runs)
+		snprintf(why, wlen, "mapped in %zu physically contiguous runs (longest %s)",
+			 runs, sz(longest));
+	else
+		snprintf(why, wlen, "mapped");
+	fprintf(stderr, "  %s %s fragmented_map %s: %s\n", t->label, buf_names[b->kind],
+		sz(len), why);
+	if (wait_avail(t, nfree, "after the mapping of the fragmented pool"))
+		return 0;
+	return 1;
+}
+
+/*
+ * Fill the pool with node mappings of opt.frag_chunk bytes, unmap every other
+ * one: free memory in holes of one chunk. Then map L > any hole, L <= free.
+ * Return: 0, -1 on failure (reason in t->reason).
+ */
+static int bench_fragment(struct target *t)
+{
+	const struct buf *node = &t->bufs[0];
+	size_t chunk = opt.frag_chunk, max = t->avail0 / chunk + 2, n = 0, len;
+	unsigned long long nfree, want;
+	char why[2][96];
+	int ok[2], ret = 0;
+	char **maps;
+
+	maps = calloc(max, sizeof(*maps));
+	if (!maps)
+		return tfail(t, "out of memory");
+	while (n < max) {
+		maps[n] = buf_map(node, chunk);
+		if (maps[n] == MAP_FAILED)
+			break;
+		n++;
+	}
+	if (n == max || errno != ENOMEM) {
+		ret = tfail(t, "filling the pool with %s mappings: %s after %zu", sz(chunk),
+			    n == max ? "no ENOMEM" : strerror(errno), n);
+		goto out;
+	}
+	if (get_avail(t->bdf, &nfree)) {
+		ret = tfail(t, "cannot read p2pmem/available: %s", strerror(errno));
+		goto out;
+	}
+	want = nfree;
+	for (size_t i = 1; i < n; i += 2) {
+		munmap(maps[i], chunk);
+		maps[i] = NULL;
+		want += chunk;
+	}
+	if (wait_avail(t, want, "unmapping every other chunk")) {
+		ret = -1;
+		goto out;
+	}
+	nfree = want;
+	len = nfree & ~(MIB - 1);
+	if (len > FRAG_MAX_LEN)
+		len = FRAG_MAX_LEN;
+	fprintf(stderr, "  %s fragmented: %s free in holes of %s; mapping %s\n",
+		t->label, sz(nfree), sz(chunk), sz(len));
+	if (len < 4 * chunk) {
+		ret = tfail(t, "fragmented pool: only %s free", sz(nfree));
+		goto out;
+	}
+	for (int bi = 0; bi < 2; bi++)
+		ok[bi] = frag_try(t, &t->bufs[bi], len, nfree, why[bi], sizeof(why[bi]));
+	for (int bi = 0; bi < 2; bi++) {
+		struct stat3 s = { ok[bi], ok[bi], ok[bi] };
+
+		csv_row(t, t->bufs[bi].kind, "fragmented_map", len, 1, 1, "mapped", &s, "ok",
+			"%s free in %zu holes of %s: %s", sz(nfree), n / 2, sz(chunk), why[bi]);
+	}
+	if (!ok[0])
+		ret = tfail(t, "fragmented pool: %s free, mapping %s through %s: %s", sz(nfree),
+			    sz(len), node->path, why[0]);
+	else
+		fprintf(stderr, "  %s fragmented: node %s, sysfs %s\n", t->label, why[0], why[1]);
+out:
+	for (size_t i = 0; i < n; i++)
+		if (maps[i])
+			munmap(maps[i], chunk);
+	free(maps);
+	if (wait_avail(t, t->avail0, "after the fragmented pool"))
+		ret = -1;
+	return ret;
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+static const struct {
+	const char *label, *env, *bdf;
+} known[] = {
+	{ "cmb", "P2PMEM_CMB_BDF", "0000:03:00.0" },
+	{ "ivshmem", "P2PMEM_IVSHMEM_BDF", "0000:05:00.0" },
+};
+
+static void print_result(const char *verdict, const char *name, const char *label,
+			 const char *reason)
+{
+	printf("P2PMEM-RESULT: %s %s-%s%s%s\n", verdict, name, label, reason[0] ? " " : "",
+	       reason);
+	fflush(stdout);
+}
+
+/* Set up @t for @arg: its node and allocate file, or host memory. */
+static int target_init(struct target *t, const char *arg)
+{
+	char path[PATH_MAX], name[32];
+	unsigned long long size;
+	bool pool;
+
+	memset(t, 0, sizeof(*t));
+	scopy(t->label, sizeof(t->label), arg);
+	if (!strcmp(arg, "host")) {
+		snprintf(t->mode, sizeof(t->mode), "anon");
+		t->bufs[0] = (struct buf){ .kind = B_ANON, .fd = -1 };
+		snprintf(t->bufs[0].path, sizeof(t->bufs[0].path), "anonymous memory");
+		t->nr_bufs = 1;
+		return 0;
+	}
+	scopy(t->bdf, sizeof(t->bdf), arg);
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+		if (!strcmp(arg, known[i].label))
+			scopy(t->bdf, sizeof(t->bdf), env_or(known[i].env, known[i].bdf));
+	for (char *p = t->label; *p; p++)
+		if (*p == ':' || *p == '.' || *p == ',')
+			*p = '-';
+	if (!strchr(t->bdf, ':'))
+		return tfail(t, "unknown target '%s': host, cmb, ivshmem or a PCI address", arg);
+
+	t->bufs[0] = (struct buf){ .kind = B_NODE, .fd = -1 };
+	t->bufs[1] = (struct buf){ .kind = B_SYSFS, .fd = -1 };
+	t->nr_bufs = 2;
+	if (find_node(t->bdf, t->bufs[0].path, sizeof(t->bufs[0].path), name, sizeof(name)))
+		return tfail(t, "no single /dev/p2pmem* node with PCI parent %s", t->bdf);
+	snprintf(path, sizeof(path), SYSFS_MISC "/%s/mode", name);
+	if (read_str(path, t->mode, sizeof(t->mode)))
+		return tfail(t, "cannot read %s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), SYSFS_MISC "/%s/size", name);
+	if (read_u64(path, &size))
+		return tfail(t, "cannot read %s: %s", path, strerror(errno));
+	snprintf(t->bufs[1].path, sizeof(t->bufs[1].path), SYSFS_PCI "/%s/p2pmem/allocate",
+		 t->bdf);
+	if (get_avail(t->bdf, &t->avail0))
+		return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
+			     strerror(errno));
+
+	/* A device node maps its region by offset; pool mappings take free memory. */
+	pool = !strcmp(t->mode, "pool");
+	t->bufs[0].limit = pool ? t->avail0 : size;
+	t->bufs[1].limit = t->avail0;
+	for (int bi = 0; bi < 2; bi++)
+		snprintf(t->bufs[bi].limit_why, sizeof(t->bufs[bi].limit_why),
+			 bi == 0 && !pool ? "the %s region" : "%s free in the pool",
+			 sz(bi == 0 && !pool ? size : t->avail0));
+	for (int bi = 0; bi < 2; bi++) {
+		t->bufs[bi].fd = open(t->bufs[bi].path, O_RDWR | O_CLOEXEC);
+		if (t->bufs[bi].fd < 0)
+			return tfail(t, "open %s: %s", t->bufs[bi].path, strerror(errno));
+	}
+	fprintf(stderr, "  %s: %s (%s, %s), %s, %s free\n", t->label, t->bufs[0].path,
+		t->mode, sz(size), t->bufs[1].path, sz(t->avail0));
+	return 0;
+}
+
+static void target_exit(struct target *t)
+{
+	for (int bi = 0; bi < t->nr_bufs; bi++)
+		if (t->bufs[bi].fd >= 0)
+			close(t->bufs[bi].fd);
+}
+
+/* Return: true if every measurement of the target worked. */
+static bool run_target(const char *arg, const struct disks *dk)
+{
+	struct target t;
+	bool ok;
+
+	fprintf(stderr, "--- bench %s\n", arg);
+	if (target_init(&t, arg)) {
+		print_result("FAIL", "bench", t.label, t.reason);
+		target_exit(&t);
+		return false;
+	}
+	bench_map_touch(&t);
+	if (dk)
+		bench_odirect(&t, dk);
+	bench_cpu(&t);
+	ok = !t.reason[0];
+	print_result(ok ? "PASS" : "FAIL", "bench", t.label, t.reason);
+
+	if (!strcmp(t.mode, "pool")) {
+		t.reason[0] = '\0';
+		if (bench_fragment(&t))
+			ok = false;
+		print_result(t.reason[0] ? "FAIL" : "PASS", "bench-fragment", t.label, t.reason);
+	} else if (strcmp(t.mode, "anon")) {
+		print_result("SKIP", "bench-fragment", t.label,
+			     "a device node maps its region by offset: it needs no free run");
+	}
+	target_exit(&t);
+	return ok;
+}
+
+/* ---- disks -------------------------------------------------------------- */
+
+static int disks_init(struct disks *dk, char *why, size_t wlen)
+{
+	unsigned long long asize, bsize;
+	uint64_t seed = new_seed();
+
+	if (!opt.src && find_disk(env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0"), dk->a,
+				  sizeof(dk->a))) {
+		snprintf(why, wlen, "no NVMe disk A (PCI %s)",
+			 env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0"));
+		return -1;
+	}
+	if (!opt.dst && find_disk(env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0"), dk->b,
+				  sizeof(dk->b))) {
+		snprintf(why, wlen, "no NVMe disk B (PCI %s)",
+			 env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0"));
+		return -1;
+	}
+	if (opt.src)
+		scopy(dk->a, sizeof(dk->a), opt.src);
+	if (opt.dst)
+		scopy(dk->b, sizeof(dk->b), opt.dst);
+	dk->afd = open_blockdev(dk->a);
+	dk->bfd = open_blockdev(dk->b);
+	if (dk->afd < 0 || dk->bfd < 0) {
+		snprintf(why, wlen, "open %s / %s O_DIRECT: %s", dk->a, dk->b, strerror(errno));
+		return -1;
+	}
+	if (blockdev_size(dk->afd, &asize) || blockdev_size(dk->bfd, &bsize) ||
+	    asize < opt.total || bsize < opt.total) {
+		snprintf(why, wlen, "%s or %s smaller than %s", dk->a, dk->b, sz(opt.total));
+		return -1;
+	}
+	dk->orig = alloc_aligned(opt.total);
+	if (!dk->orig) {
+		snprintf(why, wlen, "out of memory");
+		return -1;
+	}
+	pattern_fill(dk->orig, opt.total, seed);
+	if (pwrite_full(dk->afd, dk->orig, opt.total, 0)) {
+		snprintf(why, wlen, "write %s: %s", dk->a, strerror(errno));
+		return -1;
+	}
+	fprintf(stderr, "  disks: %s -> buffer -> %s, %s per measurement, seed %llu\n", dk->a,
+		dk->b, sz(opt.total), (unsigned long long)seed);
+	return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: p2pmem-bench [OPTIONS] TARGET...\n"
+		"Measure mmap + first touch, O_DIRECT NVMe -> buffer -> NVMe and CPU\n"
+		"bandwidth on /dev/p2pmemN and the sysfs p2pmem/allocate file of each\n"
+		"TARGET (cmb, ivshmem or a PCI address), or on anonymous memory (host).\n"
+		"  -r, --reps N          repetitions of every measurement (default 5)\n"
+		"  -s, --sizes LIST      mmap + touch lengths, comma-separated\n"
+		"                        (default 4k,64k,1m,4m,16m,32m,64m)\n"
+		"  -T, --total SIZE      bytes copied per O_DIRECT measurement (default 16m)\n"
+		"  -b, --bw SIZE         mapping length for cpu_write/cpu_read (default 4m)\n"
+		"  -f, --frag-chunk SIZE mapping length that fragments a pool (default 64k)\n"
+		"      --src DEV         disk A (default: the NVMe of P2PMEM_DISK_A_BDF,\n"
+		"                        0000:03:00.0)\n"
+		"      --dst DEV         disk B (default: the NVMe of P2PMEM_DISK_B_BDF,\n"
+		"                        0000:04:00.0)\n"
+		"      --no-odirect      leave out the O_DIRECT measurements\n"
+		"  -o, --output FILE     CSV to FILE instead of stdout\n"
+		"Sizes accept k, m, g suffixes. Result lines (P2PMEM-RESULT:) go to stdout.\n");
+}
+
+static int parse_sizes(char *s)
+{
+	opt.nr_sizes = 0;
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		unsigned long long v;
+
+		if (opt.nr_sizes == MAX_SIZES || parse_size(tok, &v) || !v || v % page)
+			return -1;
+		opt.sizes[opt.nr_sizes++] = v;
+	}
+	return opt.nr_sizes ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "reps", required_argument, NULL, 'r' },
+		{ "sizes", required_argument, NULL, 's' },
+		{ "total", required_argument, NULL, 'T' },
+		{ "bw", required_argument, NULL, 'b' },
+		{ "frag-chunk", required_argument, NULL, 'f' },
+		{ "src", required_argument, NULL, 'S' },
+		{ "dst", required_argument, NULL, 'D' },
+		{ "no-odirect", no_argument, NULL, 'N' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ }
+	};
+	const char *out = NULL;
+	struct disks dk = { .afd = -1, .bfd = -1 };
+	bool have_disks = false, ok = true;
+	char why[256];
+	int c;
+
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	opt.nr_sizes = ARRAY_SIZE(default_sizes);
+	memcpy(opt.sizes, default_sizes, sizeof(default_sizes));
+	while ((c = getopt_long(argc, argv, "r:s:T:b:f:o:h", longopts, NULL)) != -1) {
+		unsigned long long v;
+
+		switch (c) {
+		case 'r':
+			opt.reps = atoi(optarg);
+			if (opt.reps < 1 || opt.reps > MAX_REPS)
+				goto bad;
+			break;
+		case 's':
+			if (parse_sizes(optarg))
+				goto bad;
+			break;
+		case 'T':
+		case 'b':
+		case 'f':
+			if (parse_size(optarg, &v) || !v || v % page)
+				goto bad;
+			if (c == 'T')
+				opt.total = v;
+			else if (c == 'b')
+				opt.bw_len = v;
+			else
+				opt.frag_chunk = v;
+			break;
+		case 'S':
+			opt.src = optarg;
+			break;
+		case 'D':
+			opt.dst = optarg;
+			break;
+		case 'N':
+			opt.odirect = false;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			goto bad;
+		}
+	}
+	if (optind == argc)
+		goto bad;
+	/* Every thread count must split the total into whole chunks. */
+	for (size_t ci = 0; ci < ARRAY_SIZE(odirect_chunks); ci++)
+		for (size_t ti = 0; ti < ARRAY_SIZE(odirect_threads); ti++)
+			if (opt.total % (odirect_chunks[ci] * odirect_threads[ti])) {
+				fprintf(stderr, "p2pmem-bench: --total must be a multiple of %s\n",
+					sz(odirect_chunks[ci] * odirect_threads[ti]));
+				return 2;
+			}
+
+	opt.csv = stdout;
+	if (out) {
+		opt.csv = fopen(out, "we");
+		if (!opt.csv) {
+			fprintf(stderr, "p2pmem-bench: %s: %s\n", out, strerror(errno));
+			return 1;
+		}
+	}
+	csv_header();
+	if (opt.odirect) {
+		have_disks = !disks_init(&dk, why, sizeof(why));
+		if (!have_disks) {
+			printf("P2PMEM-RESULT: FAIL bench-disks %s\n", why);
+			fflush(stdout);
+			ok = false;
+		}
+	}
+	for (int i = optind; i < argc; i++)
+		ok &= run_target(argv[i], have_disks ? &dk : NULL);
+	if (out && fclose(opt.csv)) {
+		fprintf(stderr, "p2pmem-bench: %s: %s\n", out, strerror(errno));
+		ok = false;
+	}
+	return ok ? 0 : 1;
+bad:
+	usage(stderr);
+	return 2;
+}
