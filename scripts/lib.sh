@@ -277,3 +277,29 @@ debian_uri() {
 	fi
 	printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
+
+# private_apt DIR TYPE SUITE: apt state of its own in DIR, with one source
+# line "TYPE <the machine's Debian URI> SUITE main" (TYPE deb or deb-src),
+# so that packages of another suite can be fetched without touching the
+# machine's apt configuration.  Sets APT_OPTS, the apt-get options to use.
+private_apt() {
+	local dir=$1 type=$2 suite=$3 keyring=/usr/share/keyrings/debian-archive-keyring.gpg opt=''
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+	[[ -f $keyring ]] && opt="[signed-by=$keyring] "
+	printf '%s %s%s %s main\n' "$type" "$opt" "$(debian_uri)" "$suite" >"$dir/sources.list"
+	# shellcheck disable=SC2034 # for the caller
+	APT_OPTS=(
+		-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=-
+		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache"
+		-o APT::Sandbox::User=root -q
+	)
+}
+
+# require_series_branch FILE...: BRANCH exists and holds exactly the
+# series' patch FILEs (as scripts/apply makes it, scripts/export keeps it).
+require_series_branch() {
+	kgit rev-parse -q --verify "refs/heads/$BRANCH" >/dev/null ||
+		die "the kernel tree $KTREE has no branch $BRANCH: run scripts/apply first"
+	[[ "$(patch_keys "$@")" == "$(branch_keys)" ]] ||
+		die "branch $BRANCH differs from patches/: run scripts/export (keep the branch) or scripts/apply (keep patches/) first"
+}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the p2pmem_pci guest test programs (p2pmem-check.c,
- * p2pcopy.c). Each program is one translation unit, so everything here is
+ * p2pmem-bench.c, p2pcopy.c). Each program is one translation unit, so everything here is
  * static inline.
  */
 #ifndef P2PMEM_TESTS_COMMON_H
@@ -12,6 +12,7 @@
 #endif
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,6 +31,67 @@
 #define KIB	1024ULL
 #define MIB	(1024ULL * KIB)
 #define GIB	(1024ULL * MIB)
+
+/* scopy() - copy @src into @dst of @len bytes, truncated, always terminated */
+static inline void scopy(char *dst, size_t len, const char *src)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* env_or() - environment variable @name, or @def when unset or empty */
+static inline const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+/**
+ * link_name() - last component of the target of the symlink @path, e.g. the
+ * BDF of a sysfs "device" link, into @out of @len bytes
+ * Return: 0, or -1 with errno set by readlink().
+ */
+static inline int link_name(const char *path, char *out, size_t len)
+{
+	char target[PATH_MAX], *base;
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+
+	if (n < 0)
+		return -1;
+	target[n] = '\0';
+	base = strrchr(target, '/');
+	scopy(out, len, base ? base + 1 : target);
+	return 0;
+}
+
+/**
+ * disk_of_bdf() - the block device of the NVMe controller at PCI @bdf (its
+ * first namespace, by name) as "/dev/<name>" in @dev of @len bytes
+ * Return: true if there is one.
+ */
+static inline bool disk_of_bdf(const char *bdf, char *dev, size_t len)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+	char path[PATH_MAX], who[64], best[64] = "";
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/device/device", e->d_name);
+		if (link_name(path, who, sizeof(who)) || strcmp(who, bdf))
+			continue;
+		if (!best[0] || strcmp(e->d_name, best) < 0)
+			scopy(best, sizeof(best), e->d_name);
+	}
+	if (d)
+		closedir(d);
+	snprintf(dev, len, "/dev/%s", best);
+	return best[0];
+}
 
 /**
  * parse_dec() - parse a decimal number that is all of @buf (a sysfs value)

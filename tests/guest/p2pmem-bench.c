@@ -132,15 +132,6 @@ static const char *sz(unsigned long long v)
 	return human_size(v, buf[i], sizeof(buf[i]));
 }
 
-/* Copy a string, truncating it to fit @len. */
-static void scopy(char *dst, size_t len, const char *src)
-{
-	size_t n = strnlen(src, len - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* Record the first failure of @t and print it. Return: -1. */
 static int __attribute__((format(printf, 2, 3))) tfail(struct target *t, const char *fmt, ...)
 {
@@ -182,20 +173,6 @@ static int read_u64(const char *path, unsigned long long *v)
 	if (read_str(path, buf, sizeof(buf)))
 		return -1;
 	return parse_dec(buf, v);
-}
-
-/* Last component of the target of symlink @path, e.g. a PCI address. */
-static int link_name(const char *path, char *out, size_t len)
-{
-	char target[PATH_MAX], *base;
-	ssize_t n = readlink(path, target, sizeof(target) - 1);
-
-	if (n < 0)
-		return -1;
-	target[n] = '\0';
-	base = strrchr(target, '/');
-	scopy(out, len, base ? base + 1 : target);
-	return 0;
 }
 
 static int get_avail(const char *bdf, unsigned long long *v)
@@ -249,30 +226,7 @@ static int find_node(const char *bdf, char *dev, size_t len, char *name, size_t 
 /* The first namespace of the NVMe controller at @bdf. */
 static int find_disk(const char *bdf, char *dev, size_t len)
 {
-	DIR *d = opendir("/sys/block");
-	struct dirent *e;
-	char path[PATH_MAX], who[64], best[64] = "";
-
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/device/device", e->d_name);
-		if (link_name(path, who, sizeof(who)) || strcmp(who, bdf))
-			continue;
-		if (!best[0] || strcmp(e->d_name, best) < 0)
-			scopy(best, sizeof(best), e->d_name);
-	}
-	if (d)
-		closedir(d);
-	snprintf(dev, len, "/dev/%s", best);
-	return best[0] ? 0 : -1;
-}
-
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : def;
+	return disk_of_bdf(bdf, dev, len) ? 0 : -1;
 }
 
 /* ---- statistics and output ---------------------------------------------- */

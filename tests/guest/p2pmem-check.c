@@ -138,15 +138,6 @@ static void sleep_ms(int ms)
 	usleep(ms * 1000);
 }
 
-/* Copy a string, truncating it to fit @len. */
-static void scopy(char *dst, size_t len, const char *src)
-{
-	size_t n = strnlen(src, len - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* ---- sysfs and procfs --------------------------------------------------- */
 
 static int vpath(char *buf, size_t len, const char *fmt, va_list ap)
@@ -235,30 +226,14 @@ static bool __attribute__((format(printf, 1, 2))) existsf(const char *fmt, ...)
 static int __attribute__((format(printf, 3, 4)))
 link_namef(char *buf, size_t len, const char *fmt, ...)
 {
-	char path[PATH_MAX], target[PATH_MAX], *base;
+	char path[PATH_MAX];
 	va_list ap;
-	ssize_t n;
 	int err;
 
 	va_start(ap, fmt);
 	err = vpath(path, sizeof(path), fmt, ap);
 	va_end(ap);
-	if (err)
-		return -1;
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return -1;
-	target[n] = '\0';
-	base = strrchr(target, '/');
-	scopy(buf, len, base ? base + 1 : target);
-	return 0;
-}
-
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : def;
+	return err ? -1 : link_name(path, buf, len);
 }
 
 /* The driver bound to PCI device @bdf. Return: 0, or -1 if none. */
@@ -427,32 +402,9 @@ static int wait_node_gone(const struct node *n, const char *after)
 	return fail("%s still exists %d s after %s", n->dev, NODE_TIMEOUT_MS / 1000, after);
 }
 
-/* The block device of the NVMe controller at @bdf (first namespace). */
-static bool disk_of(const char *bdf, char *dev, size_t len)
-{
-	DIR *d = opendir("/sys/block");
-	struct dirent *e;
-	char best[64] = "";
-
-	while (d && (e = readdir(d))) {
-		char who[64];
-
-		if (e->d_name[0] == '.' ||
-		    link_namef(who, sizeof(who), "/sys/block/%s/device/device", e->d_name) ||
-		    strcmp(who, bdf))
-			continue;
-		if (!best[0] || strcmp(e->d_name, best) < 0)
-			scopy(best, sizeof(best), e->d_name);
-	}
-	if (d)
-		closedir(d);
-	snprintf(dev, len, "/dev/%s", best);
-	return best[0];
-}
-
 static int find_disk(const char *bdf, char *dev, size_t len)
 {
-	CHECK(disk_of(bdf, dev, len), "no block device of PCI %s in /sys/block", bdf);
+	CHECK(disk_of_bdf(bdf, dev, len), "no block device of PCI %s in /sys/block", bdf);
 	return R_PASS;
 }
 
@@ -461,7 +413,7 @@ static int wait_disk(const char *bdf)
 	char dev[80];
 
 	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
-		if (disk_of(bdf, dev, sizeof(dev)) && !access(dev, F_OK))
+		if (disk_of_bdf(bdf, dev, sizeof(dev)) && !access(dev, F_OK))
 			return R_PASS;
 		sleep_ms(100);
 	}
@@ -1785,8 +1737,8 @@ static int case_list(const struct target *t, const char *arg)
 	if (!cnt)
 		printf("(no /dev/p2pmem* nodes)\n");
 	printf("disk A: %s (PCI %s)   disk B: %s (PCI %s)\n",
-	       disk_of(disk_a_bdf(), a, sizeof(a)) ? a : "none", disk_a_bdf(),
-	       disk_of(disk_b_bdf(), b, sizeof(b)) ? b : "none", disk_b_bdf());
+	       disk_of_bdf(disk_a_bdf(), a, sizeof(a)) ? a : "none", disk_a_bdf(),
+	       disk_of_bdf(disk_b_bdf(), b, sizeof(b)) ? b : "none", disk_b_bdf());
 	return R_PASS;
 }
 
