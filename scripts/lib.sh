@@ -154,6 +154,38 @@ seed_from_m() {
 # kgit ARGS...: git in the kernel tree.
 kgit() { git -C "$KTREE" "$@"; }
 
+# Throwaway branch of the kernel tree for builds of other trees than the series
+SCRATCH_BRANCH=p2pmem-scratch
+
+# restore_tree: the kernel tree back on $BRANCH, the scratch branch gone.
+# Callers that use build_kernel_at set it as their EXIT trap.
+restore_tree() {
+	kgit checkout -q -f "$BRANCH" 2>/dev/null ||
+		warn "could not check out $BRANCH again in $KTREE: run git -C $KTREE checkout -f $BRANCH"
+	kgit branch -q -D "$SCRATCH_BRANCH" 2>/dev/null || true
+}
+
+# build_kernel_at NAME WHAT REF [PATCH]: build the =m kernel of commit REF,
+# with PATCH applied if given, in $P2PMEM_CACHE/build/NAME, from a copy of
+# build/m (so make rebuilds only what differs).  REF is checked out on
+# $SCRATCH_BRANCH; the tree is back on $BRANCH afterwards.  WHAT says in
+# messages what is built.  Needs the build lock and a clean kernel tree.
+build_kernel_at() {
+	local name=$1 what=$2 ref=$3 patch=${4:-} out=$P2PMEM_CACHE/build/$1 log
+	log=$(log_file "build-$name")
+	kgit checkout -q -B "$SCRATCH_BRANCH" "$ref"
+	if [[ -n $patch ]]; then
+		kgit apply "$patch" 2>>"$log" ||
+			die "$patch no longer applies (see $log): make it again with git diff on the changed file"
+	fi
+	rm -rf "$out"
+	seed_from_m "$out"
+	CCACHE_DIR=${CCACHE_DIR:-$P2PMEM_CACHE/ccache} run_step "building kernel $name: $what (incremental, from build/m)" \
+		"$log" kmake "$out" olddefconfig bzImage modules ||
+		die "the kernel $name ($what) does not build (see $log)"
+	restore_tree
+}
+
 # require_ktree: the kernel tree exists, is a git work tree with a Linux
 # Makefile, and BASE resolves.  Sets BASE_COMMIT.
 require_ktree() {

@@ -13,6 +13,8 @@
 #   p2pmem.bench_reps=N        repetitions (default 5)
 #   p2pmem.bench_total=SIZE    bytes copied per O_DIRECT measurement (16m)
 #   p2pmem.bench_sizes=LIST    mmap + touch lengths (p2pmem-bench's default)
+#   p2pmem.bench_sysfs_only=1  a kernel without p2pmem_pci (mainline): host
+#                              memory and the CMB's allocate file alone
 
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -26,6 +28,7 @@ TARGETS="host cmb ivshmem"
 reps=5
 total=16m
 sizes=
+sysfs_only=
 read -r cmdline </proc/cmdline
 set -f
 for arg in $cmdline; do
@@ -33,6 +36,7 @@ for arg in $cmdline; do
 	p2pmem.bench_reps=*) reps=${arg#*=} ;;
 	p2pmem.bench_total=*) total=${arg#*=} ;;
 	p2pmem.bench_sizes=*) sizes=${arg#*=} ;;
+	p2pmem.bench_sysfs_only=1) sysfs_only=1 ;;
 	esac
 done
 set +f
@@ -44,7 +48,12 @@ if ! wait_disks; then
 	result FAIL bench-complete "setup failed"
 	exit 1
 fi
-"$CHECK" bind ivshmem
+if [ -n "$sysfs_only" ]; then
+	# No p2pmem_pci: nothing makes ivshmem a provider.
+	TARGETS="host cmb"
+else
+	"$CHECK" bind ivshmem
+fi
 "$CHECK" list
 "$CHECK" snapshot "$WORK/state.start"
 
@@ -54,7 +63,7 @@ start=$(date +%s)
 # shellcheck disable=SC2086 # TARGETS is a list
 (
 	timeout -s KILL "$BENCH_TIMEOUT" "$BENCH" -r "$reps" -T "$total" \
-		${sizes:+-s "$sizes"} -o "$CSV" $TARGETS 2>&1
+		${sizes:+-s "$sizes"} ${sysfs_only:+--sysfs-only} -o "$CSV" $TARGETS 2>&1
 	echo "$?" >"$WORK/rc"
 ) | tee "$WORK/results"
 rc=$(cat "$WORK/rc" 2>/dev/null) || rc=255
@@ -82,6 +91,7 @@ timeout -s KILL 60 "$CHECK" no-leak "$WORK/state.start"
 
 echo "P2PMEM-BENCH-INFO: kernel=$(uname -r)"
 echo "P2PMEM-BENCH-INFO: reps=$reps"
+echo "P2PMEM-BENCH-INFO: sysfs_only=${sysfs_only:-0}"
 echo "P2PMEM-BENCH-INFO: odirect_total=$total"
 echo "P2PMEM-BENCH-INFO: elapsed_s=$elapsed"
 echo "P2PMEM-BENCH-INFO: cpus=$(grep -c '^processor' /proc/cpuinfo)"

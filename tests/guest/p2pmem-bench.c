@@ -8,8 +8,9 @@
  * TARGET is "host" (anonymous memory, MAP_PRIVATE|MAP_ANONYMOUS), "cmb",
  * "ivshmem" or a PCI address. For a provider, every measurement is made on
  * its node (the /dev/p2pmemN whose sysfs parent is the device, mapped at
- * offset 0) and on the device's p2pmem/allocate file, the two alternating in
- * every repetition, so both see the same conditions:
+ * offset 0) and on the device's p2pmem/allocate file, the two side by side in
+ * every repetition (node first in even repetitions, allocate first in odd
+ * ones), so both see the same conditions:
  *
  *   map_touch   mmap() and a write to one byte of every page, in µs; the
  *               minor page faults it took (faults); mmap() alone (mmap) and
@@ -36,11 +37,18 @@
  *
  *   provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note
  *
- * (status ok, skip or fail; note without commas), and on stdout one line
+ * (status ok, skip or fail; note without commas; buffer node, sysfs, anon,
+ * or ratio: for map_touch, odirect, cpu_write and cpu_read of a provider,
+ * the ratio node : sysfs of each repetition, its median, min and max), and
+ * on stdout one line
  * per target and one for the fragmented pool of a pool target:
  *
  *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-TARGET [reason]
  *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-fragment-TARGET [reason]
+ *
+ * With --sysfs-only (a kernel without p2pmem_pci, such as mainline) a
+ * provider is measured through its allocate file alone; the fragmented pool
+ * is then filled through allocate.
  *
  * Progress goes to stderr. Exit: 0 if nothing failed, 1 if something did,
  * 2 on bad usage.
@@ -73,8 +81,8 @@ static const unsigned long long default_sizes[] = {
 static const unsigned long long odirect_chunks[] = { 4 * KIB, 64 * KIB, 1 * MIB };
 static const int odirect_threads[] = { 1, 4 };
 
-enum { B_NODE, B_SYSFS, B_ANON };
-static const char *const buf_names[] = { "node", "sysfs", "anon" };
+enum { B_NODE, B_SYSFS, B_ANON, B_RATIO };
+static const char *const buf_names[] = { "node", "sysfs", "anon", "ratio" };
 
 struct opts {
 	int reps;
@@ -84,6 +92,7 @@ struct opts {
 	unsigned long long bw_len;	/* mapping length for cpu_write/cpu_read */
 	unsigned long long frag_chunk;
 	bool odirect;
+	bool sysfs_only;		/* providers have no node: allocate alone */
 	const char *src, *dst;		/* disk A and B, default: found by BDF */
 	FILE *csv;
 };
@@ -277,7 +286,9 @@ csv_row(const struct target *t, int kind, const char *metric, unsigned long long
 	}
 	fprintf(opt.csv, "%s,%s,%s,%s,%llu,%d,%d,%s,", t->label, t->mode, buf_names[kind],
 		metric, size, threads, reps, unit);
-	if (s)
+	if (s && kind == B_RATIO)
+		fprintf(opt.csv, "%.3f,%.3f,%.3f", s->median, s->min, s->max);
+	else if (s)
 		fprintf(opt.csv, "%.1f,%.1f,%.1f", s->median, s->min, s->max);
 	else
 		fprintf(opt.csv, ",,");
@@ -333,6 +344,41 @@ static int map_ready(struct target *t, const struct buf *b, size_t len, char **p
 	return 0;
 }
 
+/*
+ * A row of its own for the ratio node : sysfs of each repetition, the two
+ * measured side by side: steadier than the ratio of the medians when the
+ * emulation's speed drifts during the run. Call it before stats() sorts
+ * @a and @b.
+ */
+static void csv_ratio(const struct target *t, const char *metric, unsigned long long size,
+		      int threads, const double *a, const double *b)
+{
+	double r[MAX_REPS];
+	struct stat3 s;
+
+	for (int i = 0; i < opt.reps; i++) {
+		if (!(b[i] > 0))
+			return;
+		r[i] = a[i] / b[i];
+	}
+	s = stats(r, opt.reps);
+	csv_row(t, B_RATIO, metric, size, threads, opt.reps, "ratio", &s, "ok",
+		"node : sysfs of each repetition");
+}
+
+/* Whether a target's node and allocate file were both measured */
+static bool both_ok(const struct target *t, const bool *failed, unsigned long long len)
+{
+	return t->nr_bufs == 2 && t->bufs[0].kind == B_NODE && !failed[0] && !failed[1] &&
+	       fits(&t->bufs[0], len) && fits(&t->bufs[1], len);
+}
+
+/* The buffer measured @k-th in repetition @r: the order alternates. */
+static int buf_order(const struct target *t, int r, int k)
+{
+	return r % 2 ? t->nr_bufs - 1 - k : k;
+}
+
 /* ---- map_touch ---------------------------------------------------------- */
 
 static void bench_map_touch(struct target *t)
@@ -346,7 +392,8 @@ static void bench_map_touch(struct target *t)
 		bool failed[2] = { false, false };
 
 		for (int r = 0; r < opt.reps; r++) {
-			for (int bi = 0; bi < t->nr_bufs; bi++) {
+			for (int k = 0; k < t->nr_bufs; k++) {
+				int bi = buf_order(t, r, k);
 				const struct buf *b = &t->bufs[bi];
 				double t0, t1, t2, t3;
 				long f0, f1;
@@ -377,6 +424,8 @@ static void bench_map_touch(struct target *t)
 					failed[bi] = true;
 			}
 		}
+		if (both_ok(t, failed, len))
+			csv_ratio(t, "map_touch", len, 1, m[0][0], m[1][0]);
 		for (int bi = 0; bi < t->nr_bufs; bi++) {
 			const struct buf *b = &t->bufs[bi];
 
@@ -522,7 +571,8 @@ static void bench_odirect(struct target *t, const struct disks *dk)
 			bool failed[2] = { false, false };
 
 			for (int r = 0; r < opt.reps; r++) {
-				for (int bi = 0; bi < t->nr_bufs; bi++) {
+				for (int k = 0; k < t->nr_bufs; k++) {
+					int bi = buf_order(t, r, k);
 					const struct buf *b = &t->bufs[bi];
 					char *p;
 
@@ -541,6 +591,8 @@ static void bench_odirect(struct target *t, const struct disks *dk)
 						failed[bi] = true;
 				}
 			}
+			if (both_ok(t, failed, len))
+				csv_ratio(t, "odirect", chunk, threads, rate[0], rate[1]);
 			for (int bi = 0; bi < t->nr_bufs; bi++) {
 				const struct buf *b = &t->bufs[bi];
 				struct stat3 s;
@@ -608,7 +660,8 @@ static void bench_cpu(struct target *t)
 	long faults[2] = { 0, 0 };
 
 	for (int r = 0; r < opt.reps; r++) {
-		for (int bi = 0; bi < t->nr_bufs; bi++) {
+		for (int k = 0; k < t->nr_bufs; k++) {
+			int bi = buf_order(t, r, k);
 			const struct buf *b = &t->bufs[bi];
 			char *p;
 
@@ -625,6 +678,9 @@ static void bench_cpu(struct target *t)
 				failed[bi] = true;
 		}
 	}
+	if (both_ok(t, failed, len))
+		for (int k = 0; k < 2; k++)
+			csv_ratio(t, names[k], len, 1, bw[0][k], bw[1][k]);
 	for (int bi = 0; bi < t->nr_bufs; bi++)
 		if (faults[bi])
 			fprintf(stderr, "  %s %s: %ld page faults while the mapping was in use\n",
@@ -729,9 +785,10 @@ static int frag_try(struct target *t, const struct buf *b, size_t len,
 }
 
 /*
- * Fill the pool with node mappings of opt.frag_chunk bytes, unmap every other
- * one: free memory in holes of one chunk. Then map L > any hole, L <= free.
- * Return: 0, -1 on failure (reason in t->reason).
+ * Fill the pool with mappings of opt.frag_chunk bytes (through the node, or
+ * allocate if there is none), unmap every other one: free memory in holes of
+ * one chunk. Then map L > any hole, L <= free. Return: 0, -1 on failure
+ * (reason in t->reason).
  */
 static int bench_fragment(struct target *t)
 {
@@ -780,18 +837,19 @@ static int bench_fragment(struct target *t)
 		ret = tfail(t, "fragmented pool: only %s free", sz(nfree));
 		goto out;
 	}
-	for (int bi = 0; bi < 2; bi++)
+	for (int bi = 0; bi < t->nr_bufs; bi++)
 		ok[bi] = frag_try(t, &t->bufs[bi], len, nfree, why[bi], sizeof(why[bi]));
-	for (int bi = 0; bi < 2; bi++) {
+	for (int bi = 0; bi < t->nr_bufs; bi++) {
 		struct stat3 s = { ok[bi], ok[bi], ok[bi] };
 
 		csv_row(t, t->bufs[bi].kind, "fragmented_map", len, 1, 1, "mapped", &s, "ok",
 			"%s free in %zu holes of %s: %s", sz(nfree), n / 2, sz(chunk), why[bi]);
 	}
-	if (!ok[0])
+	/* Only the node must map it: that allocate cannot is a finding. */
+	if (node->kind == B_NODE && !ok[0])
 		ret = tfail(t, "fragmented pool: %s free, mapping %s through %s: %s", sz(nfree),
 			    sz(len), node->path, why[0]);
-	else
+	else if (node->kind == B_NODE)
 		fprintf(stderr, "  %s fragmented: node %s, sysfs %s\n", t->label, why[0], why[1]);
 out:
 	for (size_t i = 0; i < n; i++)
@@ -846,9 +904,28 @@ static int target_init(struct target *t, const char *arg)
 	if (!strchr(t->bdf, ':'))
 		return tfail(t, "unknown target '%s': host, cmb, ivshmem or a PCI address", arg);
 
+	snprintf(path, sizeof(path), SYSFS_PCI "/%s/p2pmem/allocate", t->bdf);
+	if (opt.sysfs_only) {
+		t->bufs[0] = (struct buf){ .kind = B_SYSFS, .fd = -1 };
+		t->nr_bufs = 1;
+		scopy(t->mode, sizeof(t->mode), "pool");
+		scopy(t->bufs[0].path, sizeof(t->bufs[0].path), path);
+		if (get_avail(t->bdf, &t->avail0))
+			return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
+				     strerror(errno));
+		t->bufs[0].limit = t->avail0;
+		snprintf(t->bufs[0].limit_why, sizeof(t->bufs[0].limit_why),
+			 "%s free in the pool", sz(t->avail0));
+		t->bufs[0].fd = open(path, O_RDWR | O_CLOEXEC);
+		if (t->bufs[0].fd < 0)
+			return tfail(t, "open %s: %s", path, strerror(errno));
+		fprintf(stderr, "  %s: %s alone, %s free\n", t->label, path, sz(t->avail0));
+		return 0;
+	}
 	t->bufs[0] = (struct buf){ .kind = B_NODE, .fd = -1 };
 	t->bufs[1] = (struct buf){ .kind = B_SYSFS, .fd = -1 };
 	t->nr_bufs = 2;
+	scopy(t->bufs[1].path, sizeof(t->bufs[1].path), path);
 	if (find_node(t->bdf, t->bufs[0].path, sizeof(t->bufs[0].path), name, sizeof(name)))
 		return tfail(t, "no single /dev/p2pmem* node with PCI parent %s", t->bdf);
 	snprintf(path, sizeof(path), SYSFS_MISC "/%s/mode", name);
@@ -857,8 +934,6 @@ static int target_init(struct target *t, const char *arg)
 	snprintf(path, sizeof(path), SYSFS_MISC "/%s/size", name);
 	if (read_u64(path, &size))
 		return tfail(t, "cannot read %s: %s", path, strerror(errno));
-	snprintf(t->bufs[1].path, sizeof(t->bufs[1].path), SYSFS_PCI "/%s/p2pmem/allocate",
-		 t->bdf);
 	if (get_avail(t->bdf, &t->avail0))
 		return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
 			     strerror(errno));
@@ -989,6 +1064,8 @@ static void usage(FILE *f)
 		"      --dst DEV         disk B (default: the NVMe of P2PMEM_DISK_B_BDF,\n"
 		"                        0000:04:00.0)\n"
 		"      --no-odirect      leave out the O_DIRECT measurements\n"
+		"      --sysfs-only      providers have no node (a kernel without\n"
+		"                        p2pmem_pci): measure their allocate file alone\n"
 		"  -o, --output FILE     CSV to FILE instead of stdout\n"
 		"Sizes accept k, m, g suffixes. Result lines (P2PMEM-RESULT:) go to stdout.\n");
 }
@@ -1017,6 +1094,7 @@ int main(int argc, char **argv)
 		{ "src", required_argument, NULL, 'S' },
 		{ "dst", required_argument, NULL, 'D' },
 		{ "no-odirect", no_argument, NULL, 'N' },
+		{ "sysfs-only", no_argument, NULL, 'A' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
@@ -1063,6 +1141,9 @@ int main(int argc, char **argv)
 			break;
 		case 'N':
 			opt.odirect = false;
+			break;
+		case 'A':
+			opt.sysfs_only = true;
 			break;
 		case 'o':
 			out = optarg;
