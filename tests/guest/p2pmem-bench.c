@@ -882,7 +882,8 @@ static void print_result(const char *verdict, const char *name, const char *labe
 static int target_init(struct target *t, const char *arg)
 {
 	char path[PATH_MAX], name[32];
-	unsigned long long size;
+	unsigned long long size = 0;
+	struct buf *sysfs;
 	bool pool;
 
 	memset(t, 0, sizeof(*t));
@@ -904,55 +905,47 @@ static int target_init(struct target *t, const char *arg)
 	if (!strchr(t->bdf, ':'))
 		return tfail(t, "unknown target '%s': host, cmb, ivshmem or a PCI address", arg);
 
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/p2pmem/allocate", t->bdf);
-	if (opt.sysfs_only) {
-		t->bufs[0] = (struct buf){ .kind = B_SYSFS, .fd = -1 };
-		t->nr_bufs = 1;
+	/* The node, unless there is none to measure, then the allocate file */
+	if (!opt.sysfs_only) {
+		t->bufs[t->nr_bufs++] = (struct buf){ .kind = B_NODE, .fd = -1 };
+		if (find_node(t->bdf, t->bufs[0].path, sizeof(t->bufs[0].path), name,
+			      sizeof(name)))
+			return tfail(t, "no single /dev/p2pmem* node with PCI parent %s", t->bdf);
+		snprintf(path, sizeof(path), SYSFS_MISC "/%s/mode", name);
+		if (read_str(path, t->mode, sizeof(t->mode)))
+			return tfail(t, "cannot read %s: %s", path, strerror(errno));
+		snprintf(path, sizeof(path), SYSFS_MISC "/%s/size", name);
+		if (read_u64(path, &size))
+			return tfail(t, "cannot read %s: %s", path, strerror(errno));
+	} else {
 		scopy(t->mode, sizeof(t->mode), "pool");
-		scopy(t->bufs[0].path, sizeof(t->bufs[0].path), path);
-		if (get_avail(t->bdf, &t->avail0))
-			return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
-				     strerror(errno));
-		t->bufs[0].limit = t->avail0;
-		snprintf(t->bufs[0].limit_why, sizeof(t->bufs[0].limit_why),
-			 "%s free in the pool", sz(t->avail0));
-		t->bufs[0].fd = open(path, O_RDWR | O_CLOEXEC);
-		if (t->bufs[0].fd < 0)
-			return tfail(t, "open %s: %s", path, strerror(errno));
-		fprintf(stderr, "  %s: %s alone, %s free\n", t->label, path, sz(t->avail0));
-		return 0;
 	}
-	t->bufs[0] = (struct buf){ .kind = B_NODE, .fd = -1 };
-	t->bufs[1] = (struct buf){ .kind = B_SYSFS, .fd = -1 };
-	t->nr_bufs = 2;
-	scopy(t->bufs[1].path, sizeof(t->bufs[1].path), path);
-	if (find_node(t->bdf, t->bufs[0].path, sizeof(t->bufs[0].path), name, sizeof(name)))
-		return tfail(t, "no single /dev/p2pmem* node with PCI parent %s", t->bdf);
-	snprintf(path, sizeof(path), SYSFS_MISC "/%s/mode", name);
-	if (read_str(path, t->mode, sizeof(t->mode)))
-		return tfail(t, "cannot read %s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), SYSFS_MISC "/%s/size", name);
-	if (read_u64(path, &size))
-		return tfail(t, "cannot read %s: %s", path, strerror(errno));
+	sysfs = &t->bufs[t->nr_bufs++];
+	*sysfs = (struct buf){ .kind = B_SYSFS, .fd = -1 };
+	snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/%s/p2pmem/allocate", t->bdf);
 	if (get_avail(t->bdf, &t->avail0))
 		return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
 			     strerror(errno));
 
 	/* A device node maps its region by offset; pool mappings take free memory. */
 	pool = !strcmp(t->mode, "pool");
-	t->bufs[0].limit = pool ? t->avail0 : size;
-	t->bufs[1].limit = t->avail0;
-	for (int bi = 0; bi < 2; bi++)
-		snprintf(t->bufs[bi].limit_why, sizeof(t->bufs[bi].limit_why),
-			 bi == 0 && !pool ? "the %s region" : "%s free in the pool",
-			 sz(bi == 0 && !pool ? size : t->avail0));
-	for (int bi = 0; bi < 2; bi++) {
-		t->bufs[bi].fd = open(t->bufs[bi].path, O_RDWR | O_CLOEXEC);
-		if (t->bufs[bi].fd < 0)
-			return tfail(t, "open %s: %s", t->bufs[bi].path, strerror(errno));
+	for (int bi = 0; bi < t->nr_bufs; bi++) {
+		struct buf *b = &t->bufs[bi];
+		bool region = b->kind == B_NODE && !pool;
+
+		b->limit = region ? size : t->avail0;
+		snprintf(b->limit_why, sizeof(b->limit_why),
+			 region ? "the %s region" : "%s free in the pool", sz(b->limit));
+		b->fd = open(b->path, O_RDWR | O_CLOEXEC);
+		if (b->fd < 0)
+			return tfail(t, "open %s: %s", b->path, strerror(errno));
 	}
-	fprintf(stderr, "  %s: %s (%s, %s), %s, %s free\n", t->label, t->bufs[0].path,
-		t->mode, sz(size), t->bufs[1].path, sz(t->avail0));
+	if (opt.sysfs_only)
+		fprintf(stderr, "  %s: %s alone, %s free\n", t->label, sysfs->path,
+			sz(t->avail0));
+	else
+		fprintf(stderr, "  %s: %s (%s, %s), %s, %s free\n", t->label, t->bufs[0].path,
+			t->mode, sz(size), sysfs->path, sz(t->avail0));
 	return 0;
 }
 
