@@ -18,8 +18,12 @@
  *   odirect     O_DIRECT reads of disk A into the buffer and writes of the
  *               buffer to disk B, SIZE bytes per I/O, THREADS threads each
  *               with its own SIZE bytes of the buffer and its own range of
- *               the disks, in MiB/s of data copied; the last I/O of every
- *               thread is checked on disk B after the first repetition
+ *               the disks, in MiB/s of data copied. Node and allocate are
+ *               both mapped, and take turns within a repetition: the disks'
+ *               ranges are cut into up to 8 slices, each copied through one
+ *               buffer and then the other, the order alternating. In the
+ *               first repetition the last I/O of every slice and thread is
+ *               checked on disk B
  *   cpu_write   memset() of the whole (already faulted) mapping, MiB/s,
  *               repeated for at least 50 ms
  *   cpu_read    a sum of the words of the whole mapping, the same way
@@ -458,87 +462,128 @@ static void bench_map_touch(struct target *t)
 
 /* ---- odirect ------------------------------------------------------------ */
 
-struct worker {
-	pthread_t tid;
-	pthread_barrier_t *barrier;
+/*
+ * A repetition copies opt.total bytes through every buffer of a target. The
+ * disks' ranges are cut into up to ODIRECT_SLICES slices, and the buffers
+ * take turns slice by slice (A B, B A, A B, ...), so a change of the
+ * emulation's speed during the repetition reaches all of them alike.
+ */
+#define ODIRECT_SLICES	8
+
+/* Threads that copy one slice through one buffer per step, then wait. */
+struct crew {
+	pthread_barrier_t start, end;
 	const struct disks *dk;
+	int threads;
+	unsigned long long per;		/* bytes of each thread's range of the disks */
+	/* the step: set by the main thread while the workers wait */
 	char *buf;
 	size_t chunk;
-	off_t off;			/* of this thread's range on both disks */
-	unsigned long long len;
-	int err;
-	const char *op;
+	unsigned long long off, len;	/* of the slice, in each thread's range */
+	bool quit;
+	struct worker {
+		pthread_t tid;
+		struct crew *crew;
+		int idx;
+		int err;
+		const char *op;
+	} w[MAX_THREADS];
 };
 
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
+	struct crew *c = w->crew;
 
-	pthread_barrier_wait(w->barrier);
-	for (unsigned long long done = 0; done < w->len; done += w->chunk) {
-		if (pread_full(w->dk->afd, w->buf, w->chunk, w->off + done)) {
-			w->err = errno;
-			w->op = "read";
-			break;
+	for (;;) {
+		char *buf;
+		off_t off;
+
+		pthread_barrier_wait(&c->start);
+		if (c->quit)
+			return NULL;
+		buf = c->buf + w->idx * c->chunk;
+		off = (off_t)(w->idx * c->per + c->off);
+		for (unsigned long long done = 0; !w->err && done < c->len; done += c->chunk) {
+			if (pread_full(c->dk->afd, buf, c->chunk, off + done)) {
+				w->err = errno;
+				w->op = "read";
+			} else if (pwrite_full(c->dk->bfd, buf, c->chunk, off + done)) {
+				w->err = errno;
+				w->op = "write";
+			}
 		}
-		if (pwrite_full(w->dk->bfd, w->buf, w->chunk, w->off + done)) {
-			w->err = errno;
-			w->op = "write";
-			break;
-		}
+		pthread_barrier_wait(&c->end);
 	}
-	return NULL;
 }
 
-/* One copy of opt.total bytes through @p; MiB/s in @rate. */
-static int copy_once(struct target *t, const struct disks *dk, char *p, size_t chunk,
-		     int threads, double *rate)
+static void crew_start(struct crew *c, const struct disks *dk, int threads)
 {
-	struct worker w[MAX_THREADS];
-	pthread_barrier_t barrier;
-	unsigned long long per = opt.total / threads;
-	double t0, t1;
-	int ret = 0;
-
-	pthread_barrier_init(&barrier, NULL, threads + 1);
+	*c = (struct crew){ .dk = dk, .threads = threads, .per = opt.total / threads };
+	pthread_barrier_init(&c->start, NULL, threads + 1);
+	pthread_barrier_init(&c->end, NULL, threads + 1);
 	for (int i = 0; i < threads; i++) {
-		w[i] = (struct worker){
-			.barrier = &barrier, .dk = dk, .buf = p + i * chunk,
-			.chunk = chunk, .off = (off_t)(i * per), .len = per,
-		};
-		if (pthread_create(&w[i].tid, NULL, worker_run, &w[i])) {
+		c->w[i] = (struct worker){ .crew = c, .idx = i };
+		if (pthread_create(&c->w[i].tid, NULL, worker_run, &c->w[i])) {
 			/* never happens with so few threads; give up on the run */
 			fprintf(stderr, "p2pmem-bench: pthread_create failed\n");
 			exit(1);
 		}
 	}
-	pthread_barrier_wait(&barrier);
+}
+
+static void crew_stop(struct crew *c)
+{
+	c->quit = true;
+	pthread_barrier_wait(&c->start);
+	for (int i = 0; i < c->threads; i++)
+		pthread_join(c->w[i].tid, NULL);
+	pthread_barrier_destroy(&c->start);
+	pthread_barrier_destroy(&c->end);
+}
+
+/* Copy one slice through @p; its time in seconds in @secs. */
+static int crew_step(struct target *t, struct crew *c, char *p, size_t chunk,
+		     unsigned long long off, unsigned long long len, double *secs)
+{
+	double t0;
+	int ret = 0;
+
+	c->buf = p;
+	c->chunk = chunk;
+	c->off = off;
+	c->len = len;
 	t0 = mono_time();
-	for (int i = 0; i < threads; i++)
-		pthread_join(w[i].tid, NULL);
-	t1 = mono_time();
-	pthread_barrier_destroy(&barrier);
-	for (int i = 0; i < threads && !ret; i++)
-		if (w[i].err)
-			ret = tfail(t, "O_DIRECT %s %s through %s, thread %d: %s (%s)", w[i].op,
-				    !strcmp(w[i].op, "read") ? dk->a : dk->b,
-				    t->label, i, strerror(w[i].err), strerrorname_np(w[i].err));
-	*rate = opt.total / (double)MIB / (t1 - t0);
+	pthread_barrier_wait(&c->start);
+	pthread_barrier_wait(&c->end);
+	*secs = mono_time() - t0;
+	for (int i = 0; i < c->threads; i++) {
+		struct worker *w = &c->w[i];
+
+		if (w->err && !ret)
+			ret = tfail(t, "O_DIRECT %s %s through %s, thread %d: %s (%s)", w->op,
+				    !strcmp(w->op, "read") ? c->dk->a : c->dk->b, t->label, i,
+				    strerror(w->err), strerrorname_np(w->err));
+		w->err = 0;
+	}
 	return ret;
 }
 
-/* The last I/O of every thread: overwrite it on disk B before, compare after. */
-static int check_pieces(struct target *t, const struct disks *dk, size_t chunk, int threads,
-			bool before)
+/*
+ * The last I/O of a slice in every thread's range: overwrite it on disk B
+ * before the slice is copied, compare it with disk A after.
+ */
+static int check_pieces(struct target *t, const struct crew *c, size_t chunk,
+			unsigned long long end, bool before)
 {
-	unsigned long long per = opt.total / threads;
+	const struct disks *dk = c->dk;
 	char *tmp = alloc_aligned(chunk);
 	int ret = 0;
 
 	if (!tmp)
 		return tfail(t, "out of memory");
-	for (int i = 0; i < threads && !ret; i++) {
-		off_t off = (off_t)(i * per + per - chunk);
+	for (int i = 0; i < c->threads && !ret; i++) {
+		off_t off = (off_t)(i * c->per + end - chunk);
 		long long bad;
 
 		if (before) {
@@ -560,6 +605,49 @@ static int check_pieces(struct target *t, const struct disks *dk, size_t chunk, 
 	return ret;
 }
 
+/*
+ * Copy opt.total bytes through each buffer of @t that is mapped in @p, in
+ * turns; MiB/s of each in @rate[buffer][@r]. A buffer whose copy fails is
+ * marked in @failed and left out of the remaining turns. The first
+ * repetition checks the data every step.
+ */
+static void copy_turns(struct target *t, struct crew *c, char **p, bool *failed,
+		       size_t chunk, int r, double rate[][MAX_REPS])
+{
+	unsigned long long n = c->per / chunk, slices = ODIRECT_SLICES, len;
+	double secs[2] = { 0, 0 };
+
+	while (n % slices)
+		slices /= 2;
+	len = c->per / slices;
+	for (unsigned long long s = 0; s < slices; s++) {
+		for (int k = 0; k < t->nr_bufs; k++) {
+			int bi = buf_order(t, (int)s, k);
+			double d;
+
+			if (!p[bi] || failed[bi])
+				continue;
+			if ((!r && check_pieces(t, c, chunk, (s + 1) * len, true)) ||
+			    crew_step(t, c, p[bi], chunk, s * len, len, &d) ||
+			    (!r && check_pieces(t, c, chunk, (s + 1) * len, false))) {
+				failed[bi] = true;
+				continue;
+			}
+			secs[bi] += d;
+		}
+	}
+	for (int bi = 0; bi < t->nr_bufs; bi++)
+		if (secs[bi] > 0)
+			rate[bi][r] = opt.total / (double)MIB / secs[bi];
+}
+
+/* In pool mode, node and allocate both take @len from the pool at once. */
+static unsigned long long odirect_need(const struct target *t, const struct buf *b,
+				       unsigned long long len)
+{
+	return b->kind != B_ANON && !strcmp(t->mode, "pool") ? len * t->nr_bufs : len;
+}
+
 static void bench_odirect(struct target *t, const struct disks *dk)
 {
 	for (size_t ci = 0; ci < ARRAY_SIZE(odirect_chunks); ci++) {
@@ -569,37 +657,42 @@ static void bench_odirect(struct target *t, const struct disks *dk)
 			size_t len = chunk * threads;
 			double rate[2][MAX_REPS];
 			bool failed[2] = { false, false };
+			struct crew c;
 
+			crew_start(&c, dk, threads);
 			for (int r = 0; r < opt.reps; r++) {
-				for (int k = 0; k < t->nr_bufs; k++) {
-					int bi = buf_order(t, r, k);
-					const struct buf *b = &t->bufs[bi];
-					char *p;
+				char *p[2] = { NULL, NULL };
 
-					if (failed[bi] || !fits(b, len))
+				for (int bi = 0; bi < t->nr_bufs; bi++) {
+					const struct buf *b = &t->bufs[bi];
+
+					if (failed[bi] || !fits(b, odirect_need(t, b, len)))
 						continue;
-					if (map_ready(t, b, len, &p)) {
+					if (map_ready(t, b, len, &p[bi])) {
 						failed[bi] = true;
-						continue;
+						p[bi] = NULL;
 					}
-					if ((!r && check_pieces(t, dk, chunk, threads, true)) ||
-					    copy_once(t, dk, p, chunk, threads, &rate[bi][r]) ||
-					    (!r && check_pieces(t, dk, chunk, threads, false)))
-						failed[bi] = true;
-					munmap(p, len);
-					if (settle(t, b, "after munmap of an O_DIRECT buffer"))
-						failed[bi] = true;
 				}
+				copy_turns(t, &c, p, failed, chunk, r, rate);
+				for (int bi = 0; bi < t->nr_bufs; bi++)
+					if (p[bi])
+						munmap(p[bi], len);
+				for (int bi = 0; bi < t->nr_bufs; bi++)
+					if (p[bi] && settle(t, &t->bufs[bi],
+							    "after munmap of the O_DIRECT buffers"))
+						failed[bi] = true;
 			}
-			if (both_ok(t, failed, len))
+			crew_stop(&c);
+			if (both_ok(t, failed, odirect_need(t, &t->bufs[0], len)))
 				csv_ratio(t, "odirect", chunk, threads, rate[0], rate[1]);
 			for (int bi = 0; bi < t->nr_bufs; bi++) {
 				const struct buf *b = &t->bufs[bi];
+				unsigned long long need = odirect_need(t, b, len);
 				struct stat3 s;
 
-				if (!fits(b, len)) {
+				if (!fits(b, need)) {
 					csv_row(t, b->kind, "odirect", chunk, threads, 0, "MiB/s",
-						NULL, "skip", "%s > %s", sz(len), b->limit_why);
+						NULL, "skip", "%s > %s", sz(need), b->limit_why);
 					continue;
 				}
 				if (failed[bi]) {
