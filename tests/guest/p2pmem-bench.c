@@ -466,7 +466,9 @@ static void bench_map_touch(struct target *t)
  * A repetition copies opt.total bytes through every buffer of a target. The
  * disks' ranges are cut into up to ODIRECT_SLICES slices, and the buffers
  * take turns slice by slice (A B, B A, A B, ...), so a change of the
- * emulation's speed during the repetition reaches all of them alike.
+ * emulation's speed during the repetition reaches all of them alike. The
+ * buffer that goes first, right after the mapping, alternates between
+ * repetitions too.
  */
 #define ODIRECT_SLICES	8
 
@@ -622,7 +624,7 @@ static void copy_turns(struct target *t, struct crew *c, char **p, bool *failed,
 	len = c->per / slices;
 	for (unsigned long long s = 0; s < slices; s++) {
 		for (int k = 0; k < t->nr_bufs; k++) {
-			int bi = buf_order(t, (int)s, k);
+			int bi = buf_order(t, (int)s + r, k);
 			double d;
 
 			if (!p[bi] || failed[bi])
