@@ -9,14 +9,17 @@ PROG=${0##*/}
 P2PMEM_CACHE=${P2PMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/p2pmem-pci}
 LOG_DIR=$P2PMEM_CACHE/logs
 BRANCH=${BRANCH:-p2pmem-pci}
+# UPSTREAM: the release that base/ (the PCI tree's queued commits) goes
+# onto; BASE: the result, which the series is applied to (scripts/prepare-base).
 if [[ -n ${KSRC:-} ]]; then
 	KTREE=$KSRC
-	BASE=${BASE:-v7.3}
+	UPSTREAM=${UPSTREAM:-v7.3}
 else
 	KTREE=$P2PMEM_CACHE/linux
-	BASE=${BASE:-p2pmem-base}
+	UPSTREAM=${UPSTREAM:-p2pmem-v7.3}
 fi
-export P2PMEM_CACHE BRANCH BASE
+BASE=${BASE:-p2pmem-base}
+export P2PMEM_CACHE BRANCH BASE UPSTREAM
 
 msg() { printf '%s\n' "$*"; }
 warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
@@ -186,9 +189,9 @@ build_kernel_at() {
 	restore_tree
 }
 
-# require_ktree: the kernel tree exists, is a git work tree with a Linux
-# Makefile, and BASE resolves.  Sets BASE_COMMIT.
-require_ktree() {
+# require_tree: the kernel tree exists and is a git work tree with a Linux
+# Makefile.
+require_tree() {
 	local hint="run scripts/prepare-base first"
 	[[ -n ${KSRC:-} ]] && hint="KSRC must name a Linux kernel git work tree"
 	[[ -d $KTREE ]] || die "kernel tree $KTREE does not exist: $hint"
@@ -198,8 +201,21 @@ require_ktree() {
 		! grep -q '^PATCHLEVEL = ' "$KTREE/Makefile" 2>/dev/null; then
 		die "$KTREE does not look like a Linux source tree (no top-level kernel Makefile): $hint"
 	fi
+}
+
+# require_ktree: require_tree, and BASE resolves.  Sets BASE_COMMIT.
+require_ktree() {
+	require_tree
 	BASE_COMMIT=$(kgit rev-parse --verify -q "$BASE^{commit}") ||
-		die "BASE=$BASE does not name a commit in $KTREE: set BASE=<tag or commit> (the mainline v7.3 commit or your base)"
+		die "BASE=$BASE does not name a commit in $KTREE: run scripts/prepare-base (it makes $BASE), or set BASE=<tag or commit> of your own base"
+}
+
+# base_has_history: true if UPSTREAM (or, without it, BASE) has mainline
+# history, false for the single commit made from Debian's tarball.
+base_has_history() {
+	local c
+	c=$(kgit rev-parse --verify -q "$UPSTREAM^{commit}" 2>/dev/null) || c=$BASE_COMMIT
+	[[ $(kgit rev-list --count --max-count=2 "$c") != 1 ]]
 }
 
 # tree_dirty: true if tracked files in the kernel tree have uncommitted changes.
@@ -207,20 +223,24 @@ tree_dirty() {
 	[[ -n $(kgit status --porcelain --untracked-files=no) ]]
 }
 
-# series_files: the patch files listed in series, in order, as absolute
-# paths; dies if one is missing.
+# series_files [SERIES DIR]: the patch files listed in SERIES (default:
+# the series file, patches in patches/), in order, as absolute paths; dies
+# if one is missing.
 series_files() {
-	local line file
-	[[ -f $P2PMEM_ROOT/series ]] || return 0
+	local series=${1:-$P2PMEM_ROOT/series} dir=${2:-$P2PMEM_ROOT/patches} line file
+	[[ -f $series ]] || return 0
 	while IFS= read -r line || [[ -n $line ]]; do
 		line=${line%%#*}
 		line=${line//[[:space:]]/}
 		[[ -z $line ]] && continue
-		file=$P2PMEM_ROOT/patches/$line
-		[[ -f $file ]] || die "series lists $line but patches/$line does not exist: fix series or run scripts/export"
+		file=$dir/$line
+		[[ -f $file ]] || die "${series#"$P2PMEM_ROOT"/} lists $line but ${dir#"$P2PMEM_ROOT"/}/$line does not exist"
 		printf '%s\n' "$file"
-	done <"$P2PMEM_ROOT/series"
+	done <"$series"
 }
+
+# base_files: the upstream commits of base/ (base/series), in order.
+base_files() { series_files "$P2PMEM_ROOT/base/series" "$P2PMEM_ROOT/base"; }
 
 # The key of a patch or commit: "<patch-id>:<hash of message and author>",
 # so a changed commit message counts as a change too.
@@ -246,9 +266,12 @@ patch_keys() {
 }
 
 # branch_keys: the key of each commit of BASE..BRANCH, oldest first.
-branch_keys() {
+branch_keys() { range_keys "$BASE_COMMIT" "refs/heads/$BRANCH"; }
+
+# range_keys FROM TO: the key of each commit of FROM..TO, oldest first.
+range_keys() {
 	local c pid
-	for c in $(kgit rev-list --reverse "$BASE_COMMIT..refs/heads/$BRANCH"); do
+	for c in $(kgit rev-list --reverse "$1..$2"); do
 		pid=$(kgit show --no-color --no-ext-diff --format='commit %H' "$c" | git patch-id --stable | cut -d' ' -f1)
 		key_of "${pid:-empty}" "$(kgit log -1 --format=%B "$c" | git stripspace)" "$(kgit log -1 --format='%an <%ae>' "$c")"
 	done
@@ -276,7 +299,8 @@ patch_paths() {
 # throwaway worktree that checks out only the paths they touch (seconds,
 # not a 1.5 GB checkout; the kernel tree's own checkout is not touched).
 # Prints the resulting commit; on failure prints git am's output to stderr
-# and returns non-zero.  The commit stays reachable from no ref: use it
+# and returns non-zero.  Commit dates are the author dates; the committer is
+# p2pmem-am unless GIT_COMMITTER_NAME/EMAIL say otherwise.  The commit stays reachable from no ref: use it
 # before the next git gc.
 am_onto() {
 	local base=$1 wt rc=0 tip paths
@@ -287,7 +311,8 @@ am_onto() {
 	{
 		git -C "$wt" sparse-checkout set --no-cone "${paths[@]}" &&
 			git -C "$wt" read-tree -mu HEAD &&
-			git -C "$wt" -c user.name=p2pmem-am -c user.email=p2pmem-am@localhost am -q -3 "$@" &&
+			git -C "$wt" -c user.name=p2pmem-am -c user.email=p2pmem-am@localhost \
+				am -q -3 --committer-date-is-author-date "$@" &&
 			tip=$(git -C "$wt" rev-parse HEAD)
 	} >&2 || rc=$?
 	kgit worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
