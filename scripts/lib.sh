@@ -176,7 +176,8 @@ restore_tree() {
 build_kernel_at() {
 	local name=$1 what=$2 ref=$3 patch=${4:-} out=$P2PMEM_CACHE/build/$1 log
 	log=$(log_file "build-$name")
-	kgit checkout -q -B "$SCRATCH_BRANCH" "$ref"
+	kgit checkout -q -B "$SCRATCH_BRANCH" "$ref" ||
+		die "cannot check out $ref in $KTREE (uncommitted changes?): see git -C $KTREE status"
 	if [[ -n $patch ]]; then
 		kgit apply "$patch" 2>>"$log" ||
 			die "$patch no longer applies (see $log): make it again with git diff on the changed file"
@@ -285,9 +286,20 @@ series_hash() {
 }
 
 # applied_file: where scripts/apply and scripts/export record the
-# series_hash that BRANCH was last made from or exported to.
+# series_hash that BRANCH was last made from or exported to, and the
+# branch's commit then ("HASH TIP").
 applied_file() {
 	printf '%s/p2pmem-series-%s' "$(kgit rev-parse --absolute-git-dir)" "${BRANCH//\//_}"
+}
+
+# record_applied: BRANCH and patches/ are the same now.
+record_applied() {
+	printf '%s %s\n' "$(series_hash)" "$(kgit rev-parse "refs/heads/$BRANCH")" >"$(applied_file)"
+}
+
+# applied_field N: field N (1 HASH, 2 TIP) of what record_applied wrote.
+applied_field() {
+	awk -v n="$1" '{ print $n }' "$(applied_file)" 2>/dev/null || true
 }
 
 # patch_paths FILE...: every path the patch files touch, once each.
@@ -299,9 +311,10 @@ patch_paths() {
 # throwaway worktree that checks out only the paths they touch (seconds,
 # not a 1.5 GB checkout; the kernel tree's own checkout is not touched).
 # Prints the resulting commit; on failure prints git am's output to stderr
-# and returns non-zero.  Commit dates are the author dates; the committer is
-# p2pmem-am unless GIT_COMMITTER_NAME/EMAIL say otherwise.  The commit stays reachable from no ref: use it
-# before the next git gc.
+# and returns non-zero.  Commit dates are the author dates; the committer
+# is p2pmem-am unless GIT_COMMITTER_NAME/EMAIL say otherwise; no hooks, no
+# signing: the same patches on the same commit give the same commit ids.
+# The commit stays reachable from no ref: use it before the next git gc.
 am_onto() {
 	local base=$1 wt rc=0 tip paths
 	shift
@@ -312,7 +325,8 @@ am_onto() {
 		git -C "$wt" sparse-checkout set --no-cone "${paths[@]}" &&
 			git -C "$wt" read-tree -mu HEAD &&
 			git -C "$wt" -c user.name=p2pmem-am -c user.email=p2pmem-am@localhost \
-				am -q -3 --committer-date-is-author-date "$@" &&
+				-c core.hooksPath=/dev/null am -q -3 --committer-date-is-author-date \
+				--no-message-id --no-scissors --no-gpg-sign "$@" &&
 			tip=$(git -C "$wt" rev-parse HEAD)
 	} >&2 || rc=$?
 	kgit worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
