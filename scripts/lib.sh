@@ -142,6 +142,45 @@ make_kconfig() {
 		kmake "$out" olddefconfig
 }
 
+# check_config OUT FRAGMENT...: every CONFIG_ value of the fragments (the
+# last one wins, as in merge_config.sh) stuck in OUT/.config; lists each one
+# that did not on stderr.
+check_config() {
+	local out=$1 frag line name got where bad=0
+	local -A wanted=() source=()
+	local -a order=()
+	shift
+	for frag in "$@"; do
+		while IFS= read -r line || [[ -n $line ]]; do
+			if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
+				name=${BASH_REMATCH[1]}
+				[[ -v wanted[$name] ]] || order+=("$name")
+				wanted[$name]=${BASH_REMATCH[2]} source[$name]=${frag##*/}
+			elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+				name=${BASH_REMATCH[1]}
+				[[ -v wanted[$name] ]] || order+=("$name")
+				wanted[$name]=n source[$name]=${frag##*/}
+			fi
+		done <"$frag"
+	done
+	for name in "${order[@]}"; do
+		got=$(sed -n "s/^$name=//p" "$out/.config")
+		[[ -n $got ]] || got=n
+		[[ $got == "${wanted[$name]}" ]] && continue
+		((bad)) || msg "these config values did not stick in $out/.config:" >&2
+		bad=1
+		where=$(kgit grep -n -E "^(menu)?config ${name#CONFIG_}\$" -- '*Kconfig*' | head -n 1 | cut -d: -f1,2)
+		if [[ -z $where ]]; then
+			msg "  $name: wanted ${wanted[$name]}, got $got (${source[$name]}): no such option in this tree (is the series applied?)" >&2
+		elif [[ $got == n ]]; then
+			msg "  $name: wanted ${wanted[$name]}, got $got (${source[$name]}): a dependency is missing, see 'depends on' at $where" >&2
+		else
+			msg "  $name: wanted ${wanted[$name]}, got $got (${source[$name]}): selected by another option, or its type or range does not allow it, see $where" >&2
+		fi
+	done
+	return "$bad"
+}
+
 # seed_from_m OUT: a build directory without a config starts as a copy of
 # the finished =m build, so that make rebuilds only what differs (a few
 # objects and the link instead of the whole kernel).
