@@ -132,12 +132,13 @@ kmake() {
 	make -C "${KMAKE_TREE:-$KTREE}" O="$1" "${tc[@]}" -j"$(nproc)" "${@:2}"
 }
 
-# make_kconfig OUT FRAGMENT...: OUT/.config = tinyconfig with the fragments
-# merged by the kernel's merge_config.sh, completed by olddefconfig.
+# make_kconfig OUT FRAGMENT...: OUT/.config = tinyconfig (or the target
+# KCONFIG_START names, e.g. defconfig) with the fragments merged by the
+# kernel's merge_config.sh, completed by olddefconfig.
 make_kconfig() {
 	local out=$1
 	shift
-	kmake "$out" tinyconfig &&
+	kmake "$out" "${KCONFIG_START:-tinyconfig}" &&
 		(cd "$KTREE" && scripts/kconfig/merge_config.sh -m -O "$out" "$out/.config" "$@") &&
 		kmake "$out" olddefconfig
 }
