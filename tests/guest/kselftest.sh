@@ -51,7 +51,7 @@ run_target() {
 	t_name=kselftest-$1
 	t_bdf=$(bdf_of "$1") || { result FAIL "$t_name" "unknown target $1"; return; }
 	t_node=$(node_of "$t_bdf") || { result FAIL "$t_name" "no node for $t_bdf"; return; }
-	P2PMEM_NODE=$t_node "$KSELFTEST" >"$OUT" 2>&1
+	P2PMEM_UNBIND=1 P2PMEM_NODE=$t_node "$KSELFTEST" >"$OUT" 2>&1
 	t_rc=$?
 	cat "$OUT" >&2
 	ktap_results "$t_name" "$OUT"

@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <termios.h>
+#include <linux/capability.h>
 
 #include "common.h"
 
@@ -437,8 +438,25 @@ struct avail {
 	unsigned long long bytes;
 };
 
+/*
+ * A device bound to p2pmem_pci has device memory and no pool: nothing to
+ * account, and no p2pmem/ directory. A page it leaked would hang its unbind.
+ */
+#define NO_POOL ULLONG_MAX
+
+static bool device_memory(const char *bdf)
+{
+	char drv[64];
+
+	return !existsf(SYSFS_PCI "/devices/%s/p2pmem", bdf) &&
+	       !driver_of(bdf, drv, sizeof(drv)) && !strcmp(drv, MODULE_NAME);
+}
+
 static int get_avail(const char *bdf, unsigned long long *v)
 {
+	*v = NO_POOL;
+	if (device_memory(bdf))
+		return R_PASS;
 	CHECK(!read_u64f(v, SYSFS_PCI "/devices/%s/p2pmem/available", bdf),
 	      "cannot read p2pmem/available of %s: %s", bdf, strerror(errno));
 	return R_PASS;
@@ -450,6 +468,8 @@ static int wait_avail(const char *bdf, unsigned long long want, const char *when
 	unsigned long long cur = 0;
 	int ok = -1;
 
+	if (want == NO_POOL)
+		return R_PASS;
 	for (int ms = 0; ms <= AVAIL_TIMEOUT_MS; ms += 50) {
 		ok = read_u64f(&cur, SYSFS_PCI "/devices/%s/p2pmem/available", bdf);
 		if (!ok && cur == want)
@@ -752,9 +772,14 @@ static int check_all_nodes(void)
 		return R_FAIL;
 	CHECK(cnt <= MAX_NODES, "%d nodes, more than this test handles", cnt);
 	for (int i = 0; i < cnt; i++) {
-		CHECK(existsf(SYSFS_PCI "/devices/%s/p2pmem", nodes[i].bdf),
-		      "%s: parent %s is not a p2pdma provider (no p2pmem/)", nodes[i].name,
-		      nodes[i].bdf);
+		if (nodes[i].pool)
+			CHECK(existsf(SYSFS_PCI "/devices/%s/p2pmem", nodes[i].bdf),
+			      "%s: parent %s is not a p2pdma provider (no p2pmem/)",
+			      nodes[i].name, nodes[i].bdf);
+		else
+			CHECK(!existsf(SYSFS_PCI "/devices/%s/p2pmem/allocate", nodes[i].bdf),
+			      "%s: device memory, but its parent %s lends it out through "
+			      "p2pmem/allocate too", nodes[i].name, nodes[i].bdf);
 		for (int j = 0; j < i; j++)
 			CHECK(strcmp(nodes[i].bdf, nodes[j].bdf) || nodes[i].bar != nodes[j].bar ||
 			      nodes[i].bar_offset != nodes[j].bar_offset,
@@ -963,6 +988,84 @@ static int case_bar_alias(const struct target *t, const char *arg)
 		TRY(expect_pattern(a, WIN, seed + 50 + i, what));
 	}
 	note("node offset X == BAR%llu offset %llu + X, both directions", n.bar, n.bar_offset);
+	return R_PASS;
+}
+
+/* ---- case: rawio / reset ----------------------------------------------- */
+
+/* In a child: drop CAP_SYS_RAWIO, then open the node. */
+static int open_without_rawio(void *arg)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+	const struct node *n = arg;
+	int fd;
+
+	CHECK(!syscall(SYS_capget, &hdr, data), "capget: %s", strerror(errno));
+	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].effective &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
+	CHECK(!syscall(SYS_capset, &hdr, data), "capset: %s", strerror(errno));
+	fd = open(n->dev, O_RDWR | O_CLOEXEC);
+	if (n->pool) {
+		CHECK(fd >= 0, "open %s without CAP_SYS_RAWIO: %s", n->dev, strerror(errno));
+		return R_PASS;
+	}
+	CHECK(fd < 0 && errno == EPERM, "open %s without CAP_SYS_RAWIO: %s, expected EPERM",
+	      n->dev, fd < 0 ? strerror(errno) : "it worked");
+	return R_PASS;
+}
+
+/* Device memory is raw BAR access: CAP_SYS_RAWIO, as for /dev/mem; pool memory is not. */
+static int case_rawio(const struct target *t, const char *arg)
+{
+	struct node n;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	TRY(in_child(open_without_rawio, &n, "root without CAP_SYS_RAWIO"));
+	note("root without CAP_SYS_RAWIO: open of the %s node %s", n.mode,
+	     n.pool ? "works" : "fails with EPERM");
+	return R_PASS;
+}
+
+/* Whether the page at @p is in the page tables, as mincore() reports it */
+static int mapped_now(void *p, bool *yes)
+{
+	unsigned char v;
+
+	CHECK(!mincore(p, page, &v), "mincore: %s", strerror(errno));
+	*yes = v & 1;
+	return R_PASS;
+}
+
+/* A reset of the device revokes device mappings; the next access maps the kept data again. */
+static int case_reset(const struct target *t, const char *arg)
+{
+	uint64_t seed = new_seed();
+	const size_t len = MIB;
+	char path[PATH_MAX];
+	struct node n;
+	bool in;
+	void *p;
+	int fd;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (n.pool)
+		return skip("%s is a pool node: resets are its provider's driver's business", n.name);
+	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/reset", n.bdf);
+	TRY(open_node(&n, &fd));
+	TRY(map_node(&n, fd, len, 0, &p));
+	pattern_fill(p, len, seed);
+	TRY(mapped_now(p, &in));
+	CHECK(in, "the first page is not mapped after writing it");
+	CHECK(!write_str(path, "1"), "write 1 to %s: %s", path, strerror(errno));
+	TRY(mapped_now(p, &in));
+	CHECK(!in, "the mapping outlived a reset of %s", n.bdf);
+	TRY(expect_pattern(p, len, seed, "after the reset"));
+	TRY(mapped_now(p, &in));
+	CHECK(in, "the first page is not mapped again after reading it");
+	CHECK(!munmap(p, len) && !close(fd), "munmap/close: %s", strerror(errno));
+	note("reset of %s revoked the mapping; the next access mapped the same data", n.bdf);
 	return R_PASS;
 }
 
@@ -1763,6 +1866,10 @@ static const struct subcmd subcmds[] = {
 	  "device: same memory via 2 mmaps/files/processes at 3 offsets; pool: separate zeroed" },
 	{ "bar-alias", "TARGET", false, case_bar_alias,
 	  "device: node offset X == resourceN at bar_offset + X" },
+	{ "rawio", "TARGET", false, case_rawio,
+	  "device node: open needs CAP_SYS_RAWIO (EPERM without); pool node: it does not" },
+	{ "reset", "TARGET", false, case_reset,
+	  "device: a reset via sysfs revokes the mapping, data is there on the next access" },
 	{ "no-stale-data", "TARGET", false, case_no_stale_data,
 	  "pool: every new user (this and other processes) gets zeroed memory" },
 	{ "odirect", "TARGET SIZE", false, case_odirect,

@@ -291,6 +291,10 @@ main() {
 	check_case bar-alias ivshmem
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
+	for t in ivshmem cmb; do
+		check_case rawio "$t"
+	done
+	check_case reset ivshmem
 
 	for t in ivshmem cmb; do
 		for s in 4k 64k 1m; do
