@@ -6,8 +6,9 @@
 # buffer -> disk B for O_DIRECT. ivshmem bound to p2pmem_pci is device
 # memory, which has no allocate file to measure against: it is not
 # measured here. Prints result lines (bench-host, bench-cmb,
-# bench-fragment-cmb, no-leak, bench-complete), then the CSV, each line prefixed with "P2PMEM-BENCH: ",
-# and "P2PMEM-BENCH-INFO: key=value" lines about the run.
+# bench-fragment-cmb, no-leak, bench-complete), then the CSV, each line
+# prefixed with "P2PMEM-BENCH: ", and "P2PMEM-BENCH-INFO: key=value" lines
+# about the run.
 #
 # Kernel command line (scripts/bench passes them through scripts/vm --append):
 #   p2pmem.bench_reps=N        repetitions (default 5)
@@ -91,7 +92,8 @@ echo "P2PMEM-BENCH-INFO: elapsed_s=$elapsed"
 echo "P2PMEM-BENCH-INFO: cpus=$(grep -c '^processor' /proc/cpuinfo)"
 echo "P2PMEM-BENCH-INFO: disk_a=$(disk_of "$DISK_A_BDF") ($DISK_A_BDF)"
 echo "P2PMEM-BENCH-INFO: disk_b=$(disk_of "$DISK_B_BDF") ($DISK_B_BDF)"
-for t in cmb ivshmem; do
+for t in $TARGETS; do
+	[ "$t" = host ] && continue
 	bdf=$(bdf_of "$t")
 	node=$(node_of "$bdf") || node=none
 	mode=$(cat "/sys/class/misc/${node#/dev/}/mode" 2>/dev/null) || mode=none
