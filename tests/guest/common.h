@@ -68,6 +68,28 @@ static inline int link_name(const char *path, char *out, size_t len)
 }
 
 /**
+ * node_bdf() - the PCI device providing the memory of node @name (p2pmemN):
+ * its parent, or for a region published by another driver, the parent of the
+ * region's auxiliary device (p2pdma.region.<id>)
+ * Return: 0, or -1 if there is none.
+ */
+static inline int node_bdf(const char *name, char *out, size_t len)
+{
+	char path[PATH_MAX], target[PATH_MAX], *base;
+
+	snprintf(path, sizeof(path), "/sys/class/misc/%s/device", name);
+	if (!realpath(path, target))
+		return -1;
+	base = strrchr(target, '/');
+	if (base && !strncmp(base + 1, "p2pdma.region.", 14)) {
+		*base = '\0';
+		base = strrchr(target, '/');
+	}
+	scopy(out, len, base ? base + 1 : target);
+	return 0;
+}
+
+/**
  * disk_of_bdf() - the block device of the NVMe controller at PCI @bdf (its
  * first namespace, by name) as "/dev/<name>" in @dev of @len bytes
  * Return: true if there is one.

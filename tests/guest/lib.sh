@@ -40,6 +40,10 @@ dev_for() {
 	shift 2
 	for d_dir in "$@"; do
 		d_target=$(readlink -f "$d_dir/$d_link" 2>/dev/null) || continue
+		# a region another driver published: the provider is its parent
+		case ${d_target##*/} in
+		p2pdma.region.*) d_target=${d_target%/*} ;;
+		esac
 		if [ "${d_target##*/}" = "$d_bdf" ]; then
 			echo "/dev/${d_dir##*/}"
 			return 0

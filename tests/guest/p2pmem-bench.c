@@ -218,14 +218,13 @@ static int find_node(const char *bdf, char *dev, size_t len, char *name, size_t 
 {
 	DIR *d = opendir(SYSFS_MISC);
 	struct dirent *e;
-	char path[PATH_MAX], who[64];
+	char who[64];
 	int found = 0;
 
 	while (d && (e = readdir(d))) {
 		if (strncmp(e->d_name, "p2pmem", 6))
 			continue;
-		snprintf(path, sizeof(path), SYSFS_MISC "/%s/device", e->d_name);
-		if (link_name(path, who, sizeof(who)) || strcmp(who, bdf))
+		if (node_bdf(e->d_name, who, sizeof(who)) || strcmp(who, bdf))
 			continue;
 		snprintf(dev, len, "/dev/%s", e->d_name);
 		scopy(name, nlen, e->d_name);

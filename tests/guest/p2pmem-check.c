@@ -313,7 +313,7 @@ static int node_load(const char *name, struct node *n)
 	memset(n, 0, sizeof(*n));
 	scopy(n->name, sizeof(n->name), name);
 	snprintf(n->dev, sizeof(n->dev), "/dev/%s", n->name);
-	if (link_namef(n->bdf, sizeof(n->bdf), SYSFS_MISC "/%s/device", name) ||
+	if (node_bdf(name, n->bdf, sizeof(n->bdf)) ||
 	    read_strf(n->mode, sizeof(n->mode), SYSFS_MISC "/%s/mode", name) ||
 	    read_u64f(&n->size, SYSFS_MISC "/%s/size", name) ||
 	    read_u64f(&n->bar, SYSFS_MISC "/%s/bar", name) ||
