@@ -280,6 +280,34 @@ series_files() {
 	done <"$series"
 }
 
+# submissions: one line "NAME ONTO FILE..." per "# submission: NAME onto
+# ONTO" block of series, the files as absolute paths.  ONTO is upstream
+# (UPSTREAM, plain v7.3), base (BASE) or the NAME of an earlier submission.
+submissions() {
+	local line name='' onto='' files=() seen=' ' series=$P2PMEM_ROOT/series
+	local fix="edit the '# submission: NAME onto upstream|base|EARLIER-NAME' lines of series"
+	while IFS= read -r line || [[ -n $line ]]; do
+		if [[ $line =~ ^#\ submission:\ ([a-z][a-z0-9-]*)\ onto\ ([a-z][a-z0-9-]*)$ ]]; then
+			[[ -z $name ]] || printf '%s %s %s\n' "$name" "$onto" "${files[*]}"
+			name=${BASH_REMATCH[1]} onto=${BASH_REMATCH[2]} files=()
+			[[ $seen != *" $name "* ]] || die "series names submission '$name' twice: $fix"
+			[[ $onto == upstream || $onto == base || $seen == *" $onto "* ]] ||
+				die "submission '$name' goes onto '$onto', which is not upstream, base or an earlier submission: $fix"
+			seen+="$name "
+		elif [[ $line == '# submission:'* ]]; then
+			die "series: '$line' is not of the form '# submission: NAME onto ONTO': $fix"
+		else
+			line=${line%%#*}
+			line=${line//[[:space:]]/}
+			[[ -z $line ]] && continue
+			[[ -n $name ]] || die "series lists $line before any submission: $fix"
+			[[ -f $P2PMEM_ROOT/patches/$line ]] || die "series lists $line but patches/$line does not exist"
+			files+=("$P2PMEM_ROOT/patches/$line")
+		fi
+	done <"$series"
+	[[ -z $name ]] || printf '%s %s %s\n' "$name" "$onto" "${files[*]}"
+}
+
 # base_files: the upstream commits of base/ (base/series), in order.
 base_files() { series_files "$P2PMEM_ROOT/base/series" "$P2PMEM_ROOT/base"; }
 

@@ -1115,6 +1115,186 @@ static int case_no_stale_data(const struct target *t, const char *arg)
 	return R_PASS;
 }
 
+/* ---- case: kill-populate ----------------------------------------------- */
+
+/*
+ * Populate @len of a new mapping of @n by writing a word per page; write a
+ * byte to @ready first (before mmap()), exit 0 when done. Runs in a child.
+ */
+static void populate_child(const struct node *n, size_t len, int ready)
+{
+	volatile char *p;
+	int fd = open(n->dev, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0 || write(ready, "r", 1) != 1)
+		_exit(R_FAIL);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		_exit(R_FAIL);
+	for (size_t i = 0; i < len; i += page)
+		p[i] = 1;
+	_exit(R_PASS);
+}
+
+/*
+ * Start populate_child() and, if @kill_after >= 0, SIGKILL it that many
+ * seconds after it said it was about to map. Return the seconds from that
+ * moment (or from the kill) to its end in @secs.
+ */
+static int populate_run(const struct node *n, size_t len, double kill_after, double *secs)
+{
+	int pfd[2], status;
+	double t0;
+	char c;
+	pid_t pid;
+
+	CHECK(!pipe(pfd), "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		close(pfd[0]);
+		populate_child(n, len, pfd[1]);
+	}
+	close(pfd[1]);
+	CHECK(read(pfd[0], &c, 1) == 1, "the populating child died before mapping");
+	close(pfd[0]);
+	t0 = mono_time();
+	if (kill_after >= 0) {
+		usleep((useconds_t)(kill_after * 1e6));
+		kill(pid, SIGKILL);
+		t0 = mono_time();
+	}
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+	*secs = mono_time() - t0;
+	if (kill_after < 0)
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == R_PASS,
+		      "populating %s of %s failed", sz(len), n->dev);
+	return R_PASS;
+}
+
+/*
+ * A task killed while it populates a large pool mapping goes at once: pool
+ * memory is cleared in bounded steps as it is first touched, stopping for a
+ * fatal signal, not all at mmap() under the mmap lock. Time a full populate,
+ * then kill one a tenth of that time after it starts mapping: it must be gone
+ * within half the full time (clearing all at mmap() takes 0.8 of it; the
+ * teardown of a debug kernel takes up to 0.3), and the memory must come back.
+ */
+static int case_kill_populate(const struct target *t, const char *arg)
+{
+	unsigned long long before;
+	double full, gone;
+	struct node n;
+	size_t len;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (!n.pool)
+		return skip("%s is a device node: it clears nothing", n.name);
+	TRY(get_avail(n.bdf, &before));
+	len = (size_t)(before / 2) & ~(size_t)(8 * MIB - 1);
+	if (len > 48 * MIB)
+		len = 48 * MIB;
+	if (len < 16 * MIB)
+		return skip("%s has %s free, less than 2 x 16 MiB", n.name, sz(before));
+	TRY(populate_run(&n, len, -1, &full));
+	TRY(wait_avail(n.bdf, before, "after the full populate"));
+	TRY(populate_run(&n, len, full / 10, &gone));
+	TRY(wait_avail(n.bdf, before, "after the killed populate"));
+	CHECK(gone <= full / 2,
+	      "killed %.0f ms into populating %s, the task took %.0f ms to go (a full populate: %.0f ms)",
+	      full * 100, sz(len), gone * 1000, full * 1000);
+	note("populating %s: %.0f ms; killed %.0f ms in, gone %.0f ms later", sz(len),
+	     full * 1000, full * 100, gone * 1000);
+	return R_PASS;
+}
+
+/* ---- case: free-fault-stress -------------------------------------------- */
+
+#define STRESS_TASKS	4
+
+/*
+ * One of the stress tasks: until @deadline, map 256 KiB to 2 MiB of @n,
+ * check that every page reads zero when first touched, dirty it, unmap.
+ * Exit status: R_PASS, or R_FAIL after printing why; a SIGBUS kills it.
+ */
+static void stress_task(const struct node *n, double deadline, unsigned int seed)
+{
+	unsigned long iters = 0;
+	int fd = open(n->dev, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		_exit(R_FAIL);
+	while (mono_time() < deadline) {
+		size_t len = (1 + rand_r(&seed) % 8) * 256 * 1024;
+		char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		long long bad;
+
+		if (p == MAP_FAILED) {
+			/* the other tasks may hold the memory for a moment */
+			if (errno == ENOMEM) {
+				usleep(1000);
+				continue;
+			}
+			fprintf(stderr, "  stress task %d: mmap %s: %s\n", getpid(), sz(len),
+				strerror(errno));
+			_exit(R_FAIL);
+		}
+		bad = first_nonzero(p, len);
+		if (bad >= 0) {
+			fprintf(stderr, "  stress task %d: byte %lld of a new %s mapping is not zero\n",
+				getpid(), bad, sz(len));
+			_exit(R_FAIL);
+		}
+		pattern_fill(p, len, seed);
+		munmap(p, len);
+		iters++;
+	}
+	fprintf(stderr, "  stress task %d: %lu mappings\n", getpid(), iters);
+	_exit(R_PASS);
+}
+
+/*
+ * Tasks that map, touch and unmap one pool region at the same time, so pages
+ * are freed while others fault: no SIGBUS, every page zero on first touch,
+ * all memory back at the end.
+ */
+static int case_free_fault_stress(const struct target *t, const char *arg)
+{
+	double secs = arg && *arg ? atof(arg) : 10, deadline;
+	unsigned long long before;
+	pid_t pids[STRESS_TASKS];
+	int status, failed = 0;
+	struct node n;
+
+	TRY(find_node(t, &n));
+	if (!n.pool)
+		return skip("%s is a device node: it allocates nothing", n.name);
+	TRY(get_avail(n.bdf, &before));
+	deadline = mono_time() + secs;
+	fflush(NULL);
+	for (int i = 0; i < STRESS_TASKS; i++) {
+		pids[i] = fork();
+		CHECK(pids[i] >= 0, "fork: %s", strerror(errno));
+		if (!pids[i])
+			stress_task(&n, deadline, (unsigned int)new_seed() + i);
+	}
+	for (int i = 0; i < STRESS_TASKS; i++) {
+		CHECK(waitpid(pids[i], &status, 0) == pids[i], "waitpid: %s", strerror(errno));
+		if (WIFSIGNALED(status))
+			failed = failed ? failed : WTERMSIG(status);
+		else if (WEXITSTATUS(status) != R_PASS)
+			failed = failed ? failed : -1;
+	}
+	CHECK(!failed, "a stress task %s%s", failed > 0 ? "was killed by " : "failed",
+	      failed == SIGBUS ? "SIGBUS" : failed > 0 ? "a signal" : " (see above)");
+	TRY(wait_avail(n.bdf, before, "after the stress tasks"));
+	note("%d tasks mapped, touched and unmapped %s for %.0f s: no SIGBUS, all zero", STRESS_TASKS,
+	     n.name, secs);
+	return R_PASS;
+}
+
 /* ---- case: odirect ------------------------------------------------------ */
 
 #define ODIRECT_CHUNKS	4
@@ -1872,6 +2052,10 @@ static const struct subcmd subcmds[] = {
 	  "device: a reset via sysfs revokes the mapping, data is there on the next access" },
 	{ "no-stale-data", "TARGET", false, case_no_stale_data,
 	  "pool: every new user (this and other processes) gets zeroed memory" },
+	{ "kill-populate", "TARGET", false, case_kill_populate,
+	  "pool: a task killed while populating a large mapping goes at once, no leak" },
+	{ "free-fault-stress", "TARGET [SECONDS]", false, case_free_fault_stress,
+	  "pool: 4 tasks map, touch and unmap at once (10 s): no SIGBUS, zeroed, no leak" },
 	{ "odirect", "TARGET SIZE", false, case_odirect,
 	  "NVMe A -> mapping -> NVMe B with O_DIRECT I/Os of SIZE, byte-exact" },
 	{ "unbind-sigbus", "TARGET", false, case_unbind_sigbus,

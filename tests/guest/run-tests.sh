@@ -291,6 +291,8 @@ main() {
 	check_case bar-alias ivshmem
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
+	check_case kill-populate cmb
+	check_case free-fault-stress cmb 10
 	for t in ivshmem cmb; do
 		check_case rawio "$t"
 	done
