@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -1295,6 +1296,51 @@ static int case_free_fault_stress(const struct target *t, const char *arg)
 	return R_PASS;
 }
 
+/* ---- case: lockdown ----------------------------------------------------- */
+
+#define LOCKDOWN_FILE	"/sys/kernel/security/lockdown"
+
+/*
+ * Lock the kernel down (integrity), as lockdown= on the command line would:
+ * a device node is raw access to its BAR, like the BAR's resource file, so
+ * it can then be neither opened nor mapped, not even through a file opened
+ * before; a pool node still can. There is no way back: the last case of a
+ * boot.
+ */
+static int case_lockdown(const struct target *t, const char *arg)
+{
+	struct target tp;
+	struct node n, pool;
+	int fd, fd2;
+	void *p;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (n.pool)
+		return skip("%s is a pool node: lockdown does not gate it", n.name);
+	TRY(open_node(&n, &fd));
+	if (access(LOCKDOWN_FILE, F_OK))
+		mount("securityfs", "/sys/kernel/security", "securityfs", 0, NULL);
+	CHECK(!write_str(LOCKDOWN_FILE, "integrity"), "echo integrity > %s: %s (lockdown LSM?)",
+	      LOCKDOWN_FILE, strerror(errno));
+	fd2 = open(n.dev, O_RDWR | O_CLOEXEC);
+	CHECK(fd2 < 0 && errno == EPERM, "open %s under lockdown: %s, expected EPERM", n.dev,
+	      fd2 < 0 ? strerror(errno) : "it worked");
+	p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p == MAP_FAILED && errno == EPERM,
+	      "mmap of %s opened before lockdown: %s, expected EPERM", n.dev,
+	      p == MAP_FAILED ? strerror(errno) : "it worked");
+	close(fd);
+	if (!resolve_target("cmb", &tp) && find_node(&tp, &pool) == R_PASS && pool.pool) {
+		TRY(open_node(&pool, &fd));
+		TRY(map_node(&pool, fd, page, 0, &p));
+		CHECK(!munmap(p, page) && !close(fd), "munmap/close: %s", strerror(errno));
+	}
+	note("locked down (integrity): %s refuses open and mmap with EPERM; the pool node maps",
+	     n.dev);
+	return R_PASS;
+}
+
 /* ---- case: odirect ------------------------------------------------------ */
 
 #define ODIRECT_CHUNKS	4
@@ -2056,6 +2102,8 @@ static const struct subcmd subcmds[] = {
 	  "pool: a task killed while populating a large mapping goes at once, no leak" },
 	{ "free-fault-stress", "TARGET [SECONDS]", false, case_free_fault_stress,
 	  "pool: 4 tasks map, touch and unmap at once (10 s): no SIGBUS, zeroed, no leak" },
+	{ "lockdown", "TARGET", false, case_lockdown,
+	  "device: locked down, open and mmap fail with EPERM (irreversible: last case)" },
 	{ "odirect", "TARGET SIZE", false, case_odirect,
 	  "NVMe A -> mapping -> NVMe B with O_DIRECT I/Os of SIZE, byte-exact" },
 	{ "unbind-sigbus", "TARGET", false, case_unbind_sigbus,

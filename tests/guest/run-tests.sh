@@ -328,6 +328,8 @@ main() {
 	check_case hotunplug ivshmem
 	kmemleak_case
 	run_case no-leak "$CHECK" no-leak "$SNAPSHOT"
+	# Irreversible (no debugfs, no BAR access after it): keep it last.
+	check_case lockdown ivshmem
 	summary
 }
 
