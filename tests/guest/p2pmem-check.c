@@ -584,33 +584,56 @@ static int expect_sigbus(void *p, bool write, const char *when)
 }
 
 /*
+ * fork() with a pipe from the child to the parent. Return: 0 in the child,
+ * with the pipe's write end in @fd; the child's pid in the parent, with the
+ * read end in @fd; -1 (the case's reason set) if pipe() or fork() failed.
+ */
+static pid_t fork_piped(int *fd)
+{
+	int pfd[2];
+	pid_t pid;
+
+	if (pipe(pfd)) {
+		fail("pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		fail("fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	close(pfd[pid ? 1 : 0]);
+	*fd = pfd[pid ? 0 : 1];
+	return pid;
+}
+
+/*
  * Run @fn in a child process ("another user"). The child's failure reason
  * comes back through a pipe and becomes this case's reason.
  */
 static int in_child(int (*fn)(void *), void *arg, const char *what)
 {
 	char buf[sizeof(reason)] = "";
-	int pfd[2], status;
+	int fd, status;
 	ssize_t n;
 	pid_t pid;
 
-	CHECK(!pipe(pfd), "pipe: %s", strerror(errno));
-	fflush(NULL);
-	pid = fork();
-	CHECK(pid >= 0, "fork: %s", strerror(errno));
+	pid = fork_piped(&fd);
+	if (pid < 0)
+		return R_FAIL;
 	if (!pid) {
-		int r;
+		int r = fn(arg);
 
-		close(pfd[0]);
-		r = fn(arg);
-		if (write(pfd[1], reason, strlen(reason)) < 0)
+		if (write(fd, reason, strlen(reason)) < 0)
 			r = R_FAIL;
 		_exit(r);
 	}
-	close(pfd[1]);
-	n = read(pfd[0], buf, sizeof(buf) - 1);
+	n = read(fd, buf, sizeof(buf) - 1);
 	buf[n > 0 ? n : 0] = '\0';
-	close(pfd[0]);
+	close(fd);
 	CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
 	CHECK(WIFEXITED(status), "%s: child killed by signal %d", what, WTERMSIG(status));
 	CHECK(WEXITSTATUS(status) == R_PASS, "%s: %s", what, buf[0] ? buf : "child failed");
@@ -1144,22 +1167,18 @@ static void populate_child(const struct node *n, size_t len, int ready)
  */
 static int populate_run(const struct node *n, size_t len, double kill_after, double *secs)
 {
-	int pfd[2], status;
+	int fd, status;
 	double t0;
 	char c;
 	pid_t pid;
 
-	CHECK(!pipe(pfd), "pipe: %s", strerror(errno));
-	fflush(NULL);
-	pid = fork();
-	CHECK(pid >= 0, "fork: %s", strerror(errno));
-	if (!pid) {
-		close(pfd[0]);
-		populate_child(n, len, pfd[1]);
-	}
-	close(pfd[1]);
-	CHECK(read(pfd[0], &c, 1) == 1, "the populating child died before mapping");
-	close(pfd[0]);
+	pid = fork_piped(&fd);
+	if (pid < 0)
+		return R_FAIL;
+	if (!pid)
+		populate_child(n, len, fd);
+	CHECK(read(fd, &c, 1) == 1, "the populating child died before mapping");
+	close(fd);
 	t0 = mono_time();
 	if (kill_after >= 0) {
 		usleep((useconds_t)(kill_after * 1e6));
