@@ -3,8 +3,10 @@
 # (tools/testing/selftests/drivers/p2pmem_pci, here /tests/p2pmem_pci_test)
 # and turn its KTAP output into result lines.
 #
-#   kselftest.sh TARGET   on TARGET's node (cmb or ivshmem): one line per
-#                         test, "P2PMEM-RESULT: PASS|FAIL|SKIP kselftest-TARGET/<test>"
+#   kselftest.sh TARGET   on TARGET's node (cmb or ivshmem), with the plain
+#                         NVMe as P2PMEM_BLOCKDEV: one line per test,
+#                         "P2PMEM-RESULT: PASS|FAIL|SKIP kselftest-TARGET/<test>";
+#                         a test skipped for want of the mm/gup fix fails
 #   kselftest.sh --no-node  with p2pmem_pci unloaded: every test must skip;
 #                         one line, kselftest-no-node. The module is loaded
 #                         again at the end.
@@ -27,7 +29,11 @@ ktap_results() {
 		t = $3; sub(/^[^.]*\./, "", t)
 		if (match($0, / # SKIP */)) {
 			r = substr($0, RSTART + RLENGTH)
-			print "P2PMEM-RESULT: SKIP " pfx "/" t " " (r == "" ? "skipped" : r)
+			# The series carries the mm/gup fix: its absence is a failure.
+			if (r ~ /mm\/gup fix/)
+				print "P2PMEM-RESULT: FAIL " pfx "/" t " skipped, but the series has it: " r
+			else
+				print "P2PMEM-RESULT: SKIP " pfx "/" t " " (r == "" ? "skipped" : r)
 		} else {
 			print "P2PMEM-RESULT: PASS " pfx "/" t
 		}
@@ -51,7 +57,8 @@ run_target() {
 	t_name=kselftest-$1
 	t_bdf=$(bdf_of "$1") || { result FAIL "$t_name" "unknown target $1"; return; }
 	t_node=$(node_of "$t_bdf") || { result FAIL "$t_name" "no node for $t_bdf"; return; }
-	P2PMEM_UNBIND=1 P2PMEM_NODE=$t_node "$KSELFTEST" >"$OUT" 2>&1
+	t_disk=$(disk_of "$DISK_B_BDF") || { result FAIL "$t_name" "no disk for $DISK_B_BDF"; return; }
+	P2PMEM_UNBIND=1 P2PMEM_NODE=$t_node P2PMEM_BLOCKDEV=$t_disk "$KSELFTEST" >"$OUT" 2>&1
 	t_rc=$?
 	cat "$OUT" >&2
 	ktap_results "$t_name" "$OUT"

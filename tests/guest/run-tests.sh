@@ -292,11 +292,15 @@ main() {
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
 	check_case kill-populate cmb
-	check_case free-fault-stress cmb 10
+	check_case two-regions ivshmem
+	for t in cmb ivshmem; do
+		check_case free-fault-stress "$t" 10
+	done
 	for t in ivshmem cmb; do
 		check_case rawio "$t"
 	done
 	check_case reset ivshmem
+	check_case reset-race ivshmem
 
 	for t in ivshmem cmb; do
 		for s in 4k 64k 1m; do
