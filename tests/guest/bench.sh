@@ -4,8 +4,8 @@
 # Runs p2pmem-bench on host memory and the NVMe CMB (pool node): the
 # provider's /dev/p2pmemN against its sysfs p2pmem/allocate file, disk A ->
 # buffer -> disk B for O_DIRECT. ivshmem bound to p2pmem_pci is device
-# memory, which has no allocate file to measure against: it is not
-# measured here. Prints result lines (bench-host, bench-cmb,
+# memory, which has no allocate file to measure against: only when
+# p2pmem.bench_targets names it, its node alone. Prints result lines (bench-host, bench-cmb,
 # bench-fragment-cmb, no-leak, bench-complete), then the CSV, each line
 # prefixed with "P2PMEM-BENCH: ", and "P2PMEM-BENCH-INFO: key=value" lines
 # about the run.
@@ -16,6 +16,8 @@
 #   p2pmem.bench_sizes=LIST    mmap + touch lengths (p2pmem-bench's default)
 #   p2pmem.bench_sysfs_only=1  a kernel without p2pmem_pci (mainline): host
 #                              memory and the CMB's allocate file alone
+#   p2pmem.bench_targets=LIST  what to measure, comma-separated (default
+#                              host,cmb; ivshmem: its device memory node)
 
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +40,7 @@ for arg in $cmdline; do
 	p2pmem.bench_total=*) total=${arg#*=} ;;
 	p2pmem.bench_sizes=*) sizes=${arg#*=} ;;
 	p2pmem.bench_sysfs_only=1) sysfs_only=1 ;;
+	p2pmem.bench_targets=*) TARGETS=$(echo "${arg#*=}" | tr , ' ') ;;
 	esac
 done
 set +f
@@ -49,6 +52,10 @@ if ! wait_disks; then
 	result FAIL bench-complete "setup failed"
 	exit 1
 fi
+# ivshmem is device memory once bound to p2pmem_pci
+case " $TARGETS " in
+*" ivshmem "*) "$CHECK" bind ivshmem ;;
+esac
 "$CHECK" list
 "$CHECK" snapshot "$WORK/state.start"
 

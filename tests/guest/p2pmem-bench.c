@@ -34,6 +34,9 @@
  *               refused; the note says in how many physically contiguous
  *               runs it came (/proc/self/pagemap)
  *
+ * A device memory node (a device bound to p2pmem_pci, whose memory is its
+ * node's alone, with no allocate file) is measured alone.
+ *
  * A size that does not fit (more than the node's region or the pool's free
  * memory at the start) is not measured: its row says "skip" and why.
  *
@@ -115,6 +118,7 @@ struct target {
 	char bdf[32];
 	char mode[16];			/* pool, device or anon */
 	unsigned long long avail0;	/* pool's free memory at the start */
+	bool no_pool;			/* device memory: the node alone */
 	struct buf bufs[2];
 	int nr_bufs;
 	char reason[256];		/* first failure */
@@ -327,7 +331,7 @@ static long minflt(void)
 /* After a p2p mapping is gone, its memory must be back in the pool. */
 static int settle(struct target *t, const struct buf *b, const char *what)
 {
-	if (b->kind == B_ANON)
+	if (b->kind == B_ANON || t->no_pool)
 		return 0;
 	return wait_avail(t, t->avail0, what);
 }
@@ -1014,12 +1018,18 @@ static int target_init(struct target *t, const char *arg)
 	} else {
 		scopy(t->mode, sizeof(t->mode), "pool");
 	}
-	sysfs = &t->bufs[t->nr_bufs++];
-	*sysfs = (struct buf){ .kind = B_SYSFS, .fd = -1 };
-	snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/%s/p2pmem/allocate", t->bdf);
-	if (get_avail(t->bdf, &t->avail0))
-		return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
-			     strerror(errno));
+	/* Device memory is its node's alone: nothing to compare it with. */
+	t->no_pool = !strcmp(t->mode, "device");
+	sysfs = NULL;
+	if (!t->no_pool) {
+		sysfs = &t->bufs[t->nr_bufs++];
+		*sysfs = (struct buf){ .kind = B_SYSFS, .fd = -1 };
+		snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/%s/p2pmem/allocate",
+			 t->bdf);
+		if (get_avail(t->bdf, &t->avail0))
+			return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
+				     strerror(errno));
+	}
 
 	/* A device node maps its region by offset; pool mappings take free memory. */
 	pool = !strcmp(t->mode, "pool");
@@ -1037,6 +1047,9 @@ static int target_init(struct target *t, const char *arg)
 	if (opt.sysfs_only)
 		fprintf(stderr, "  %s: %s alone, %s free\n", t->label, sysfs->path,
 			sz(t->avail0));
+	else if (!sysfs)
+		fprintf(stderr, "  %s: %s (%s, %s) alone\n", t->label,
+			t->bufs[0].path, t->mode, sz(size));
 	else
 		fprintf(stderr, "  %s: %s (%s, %s), %s, %s free\n", t->label, t->bufs[0].path,
 			t->mode, sz(size), sysfs->path, sz(t->avail0));

@@ -1383,6 +1383,18 @@ static int expect_enomem(const struct node *n, size_t len, const char *when)
 
 #define SENTINEL	0x5e5e5e5e5e5e5e5eULL
 
+/* A pool node's "available": what is free in its region. */
+static int expect_region_free(const struct node *n, unsigned long long want, const char *when)
+{
+	unsigned long long got;
+
+	CHECK(!read_u64f(&got, SYSFS_MISC "/%s/available", n->name),
+	      "%s: cannot read %s/%s/available: %s", when, SYSFS_MISC, n->name, strerror(errno));
+	CHECK(got == want, "%s: %s has %s free in its region, expected %s", when, n->name,
+	      sz(got), sz(want));
+	return R_PASS;
+}
+
 /* Number of pages of @len bytes at @p whose first word is SENTINEL. */
 static size_t sentinel_pages(const volatile uint64_t *p, size_t len)
 {
@@ -1399,7 +1411,8 @@ static size_t sentinel_pages(const volatile uint64_t *p, size_t len)
  * than what is free in the region fails before it takes or clears any
  * memory, even though the provider's other region has room for it: seen
  * through the BAR's resource file, the free memory still holds what was
- * written there. A region all in use leaves the other one whole.
+ * written there. Each node's "available" is its region's free memory. A
+ * region all in use leaves the other one whole.
  */
 static int two_regions_check(const struct target *t, unsigned long long bar)
 {
@@ -1428,6 +1441,8 @@ static int two_regions_check(const struct target *t, unsigned long long bar)
 	      a->name, sz(a->size), sz(a->bar_offset), b->name, sz(b->size),
 	      sz(b->bar_offset), sz(bar));
 	TRY(wait_avail(t->bdf, bar, "after binding " TWO_REGIONS_DRIVER));
+	TRY(expect_region_free(a, a->size, "after binding"));
+	TRY(expect_region_free(b, b->size, "after binding"));
 
 	/* A sentinel in every page of the first region, all free */
 	snprintf(res, sizeof(res), SYSFS_PCI "/devices/%s/resource2", t->bdf);
@@ -1446,7 +1461,10 @@ static int two_regions_check(const struct target *t, unsigned long long bar)
 	CHECK(sentinel_pages(r, a->size) == intact && intact >= half / page,
 	      "mmap of %s of %s, with %s free in its region, failed after it cleared %zu pages of the region",
 	      sz(half + page), a->name, sz(half), intact - sentinel_pages(r, a->size));
+	TRY(expect_region_free(a, a->size - half, "half of the first region mapped"));
+	TRY(expect_region_free(b, b->size, "half of the first region mapped"));
 	TRY(map_node(a, fd, half, 0, (void **)&q));
+	TRY(expect_region_free(a, 0, "all of the first region mapped"));
 	TRY(expect_enomem(a, page, "all of its region mapped"));
 	TRY(populate_all(b));
 	CHECK(!munmap(p, half) && !munmap(q, half) && !close(fd), "munmap/close: %s",
@@ -2018,10 +2036,28 @@ static int unplug_device(const struct target *t, const char *drv)
 
 static int plug_device(const struct target *t, const char *drv)
 {
+	char path[PATH_MAX], now[64] = "";
+
 	TRY(host_cmd("plug %s", t->qdev));
 	TRY(wait_pci(t->bdf, true, "device_add"));
-	/* A new device: bind it as case bind did (nvme binds by itself). */
-	return strcmp(drv, MODULE_NAME) ? R_PASS : case_bind(t, NULL);
+	if (strcmp(drv, MODULE_NAME))
+		return R_PASS;		/* nvme binds by itself */
+	/*
+	 * A new device: bind it as case bind did. It shows in sysfs before the
+	 * kernel has assigned its BARs and lets drivers bind it: set the
+	 * override and probe until it is bound.
+	 */
+	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/driver_override", t->bdf);
+	CHECK(!write_str(path, MODULE_NAME), "echo " MODULE_NAME " > %s: %s", path,
+	      strerror(errno));
+	for (int ms = 0; ms < HOTPLUG_TIMEOUT_MS && driver_of(t->bdf, now, sizeof(now));
+	     ms += 100) {
+		write_str(SYSFS_PCI "/drivers_probe", t->bdf);
+		sleep_ms(100);
+	}
+	CHECK(!strcmp(now, MODULE_NAME), "%s not bound to " MODULE_NAME " %d s after device_add",
+	      t->bdf, HOTPLUG_TIMEOUT_MS / 1000);
+	return R_PASS;
 }
 
 /*
