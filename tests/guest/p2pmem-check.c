@@ -1260,21 +1260,31 @@ static int case_no_stale_data(const struct target *t, const char *arg)
 /* ---- case: kill-populate ----------------------------------------------- */
 
 /*
- * Populate @len of a new mapping of @n by writing a word per page; write a
- * byte to @ready first (before mmap()), exit 0 when done. Runs in a child.
+ * Populate @len of a new mapping of @n: by writing a word per page, or with
+ * @copy by read() from /dev/zero into it, so that the kernel's copy takes the
+ * faults; write a byte to @ready first (before mmap()), exit 0 when done.
+ * Runs in a child.
  */
-static void populate_child(const struct node *n, size_t len, int ready)
+static void populate_child(const struct node *n, size_t len, bool copy, int ready)
 {
+	int fd = open(n->dev, O_RDWR | O_CLOEXEC), zfd = open("/dev/zero", O_RDONLY);
 	volatile char *p;
-	int fd = open(n->dev, O_RDWR | O_CLOEXEC);
+	ssize_t got = 0;
 
-	if (fd < 0 || write(ready, "r", 1) != 1)
+	if (fd < 0 || zfd < 0 || write(ready, "r", 1) != 1)
 		_exit(R_FAIL);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		_exit(R_FAIL);
-	for (size_t i = 0; i < len; i += page)
-		p[i] = 1;
+	for (size_t i = 0; i < len; i += copy ? (size_t)got : page) {
+		if (!copy) {
+			p[i] = 1;
+			continue;
+		}
+		got = read(zfd, (char *)p + i, len - i);
+		if (got <= 0)
+			_exit(R_FAIL);
+	}
 	_exit(R_PASS);
 }
 
@@ -1283,7 +1293,8 @@ static void populate_child(const struct node *n, size_t len, int ready)
  * seconds after it said it was about to map. Return the seconds from that
  * moment (or from the kill) to its end in @secs.
  */
-static int populate_run(const struct node *n, size_t len, double kill_after, double *secs)
+static int populate_run(const struct node *n, size_t len, bool copy, double kill_after,
+			double *secs)
 {
 	int fd, status;
 	double t0;
@@ -1294,7 +1305,7 @@ static int populate_run(const struct node *n, size_t len, double kill_after, dou
 	if (pid < 0)
 		return R_FAIL;
 	if (!pid)
-		populate_child(n, len, fd);
+		populate_child(n, len, copy, fd);
 	CHECK(read(fd, &c, 1) == 1, "the populating child died before mapping");
 	close(fd);
 	t0 = mono_time();
@@ -1318,15 +1329,17 @@ static int populate_run(const struct node *n, size_t len, double kill_after, dou
  * then kill one a tenth of that time after it starts mapping: it must be gone
  * within half the full time (clearing all at mmap() takes 0.8 of it; the
  * teardown of a debug kernel takes up to 0.3), and the memory must come back.
+ * With "copy", the kernel populates it: a read() from /dev/zero into the
+ * mapping, whose faults come from kernel mode.
  */
-static int case_kill_populate(const struct target *t, const char *arg)
+static int kill_populate(const struct target *t, bool copy)
 {
+	const char *how = copy ? "copying into" : "populating";
 	unsigned long long before;
 	double full, gone;
 	struct node n;
 	size_t len;
 
-	(void)arg;
 	TRY(find_node(t, &n));
 	if (!n.pool)
 		return skip("%s is a device node: it clears nothing", n.name);
@@ -1336,16 +1349,61 @@ static int case_kill_populate(const struct target *t, const char *arg)
 		len = 48 * MIB;
 	if (len < 16 * MIB)
 		return skip("%s has %s free, less than 2 x 16 MiB", n.name, sz(before));
-	TRY(populate_run(&n, len, -1, &full));
+	TRY(populate_run(&n, len, copy, -1, &full));
 	TRY(wait_avail(n.bdf, before, "after the full populate"));
-	TRY(populate_run(&n, len, full / 10, &gone));
+	TRY(populate_run(&n, len, copy, full / 10, &gone));
 	TRY(wait_avail(n.bdf, before, "after the killed populate"));
 	CHECK(gone <= full / 2,
-	      "killed %.0f ms into populating %s, the task took %.0f ms to go (a full populate: %.0f ms)",
-	      full * 100, sz(len), gone * 1000, full * 1000);
-	note("populating %s: %.0f ms; killed %.0f ms in, gone %.0f ms later", sz(len),
+	      "killed %.0f ms into %s %s, the task took %.0f ms to go (all of it: %.0f ms)",
+	      full * 100, how, sz(len), gone * 1000, full * 1000);
+	note("%s %s: %.0f ms; killed %.0f ms in, gone %.0f ms later", how, sz(len),
 	     full * 1000, full * 100, gone * 1000);
 	return R_PASS;
+}
+
+static int case_kill_populate(const struct target *t, const char *arg)
+{
+	(void)arg;
+	return kill_populate(t, false);
+}
+
+/*
+ * The same with a kernel-mode copy into the mapping, in a region fragmented
+ * into runs of 3 pages, so that the clearing of every block checks for the
+ * signal every few pages: a fault that gives up for the signal must let the
+ * copy fail, not leave it faulting on the same page forever.
+ */
+static int case_kill_copy(const struct target *t, const char *arg)
+{
+	struct node n;
+	char **maps;
+	size_t nr = 0, max;
+	int fd, r;
+
+	(void)arg;
+	TRY(find_node(t, &n));
+	if (!n.pool)
+		return skip("%s is a device node: it clears nothing", n.name);
+	max = n.size / page;
+	maps = calloc(max, sizeof(*maps));
+	CHECK(maps, "out of memory");
+	TRY(open_node(&n, &fd));
+	for (; nr < max; nr++) {
+		maps[nr] = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (maps[nr] == MAP_FAILED)
+			break;
+	}
+	CHECK(errno == ENOMEM, "mapping %s page by page: %s", n.name, strerror(errno));
+	for (size_t i = 0; i < nr; i++)
+		if (i % 4 != 3)
+			munmap(maps[i], page);
+	note("%s: free memory in runs of 3 pages between mapped pages", n.name);
+	r = kill_populate(t, true);
+	for (size_t i = 3; i < nr; i += 4)
+		munmap(maps[i], page);
+	free(maps);
+	close(fd);
+	return r;
 }
 
 /* ---- case: two-regions ------------------------------------------------- */
@@ -2384,6 +2442,8 @@ static const struct subcmd subcmds[] = {
 	  "pool: every new user (this and other processes) gets zeroed memory" },
 	{ "kill-populate", "TARGET", false, case_kill_populate,
 	  "pool: a task killed while populating a large mapping goes at once, no leak" },
+	{ "kill-copy", "TARGET", false, case_kill_copy,
+	  "pool: the same with read() into it, the region in runs of 3 pages" },
 	{ "two-regions", "TARGET", false, case_two_regions,
 	  "its BAR 2 as two regions of one provider: a node each, each only its memory" },
 	{ "free-fault-stress", "TARGET [SECONDS]", false, case_free_fault_stress,

@@ -292,6 +292,7 @@ main() {
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
 	check_case kill-populate cmb
+	check_case kill-copy cmb
 	check_case two-regions ivshmem
 	for t in cmb ivshmem; do
 		check_case free-fault-stress "$t" 10
