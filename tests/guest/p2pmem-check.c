@@ -1332,23 +1332,25 @@ static int populate_run(const struct node *n, size_t len, bool copy, double kill
  * With "copy", the kernel populates it: a read() from /dev/zero into the
  * mapping, whose faults come from kernel mode.
  */
-static int kill_populate(const struct target *t, bool copy)
+/* @len: what to populate, or 0 for half the free memory, at most 48 MiB */
+static int kill_populate(const struct target *t, bool copy, size_t len)
 {
 	const char *how = copy ? "copying into" : "populating";
 	unsigned long long before;
 	double full, gone;
 	struct node n;
-	size_t len;
 
 	TRY(find_node(t, &n));
 	if (!n.pool)
 		return skip("%s is a device node: it clears nothing", n.name);
 	TRY(get_avail(n.bdf, &before));
-	len = (size_t)(before / 2) & ~(size_t)(8 * MIB - 1);
-	if (len > 48 * MIB)
-		len = 48 * MIB;
-	if (len < 16 * MIB)
-		return skip("%s has %s free, less than 2 x 16 MiB", n.name, sz(before));
+	if (!len) {
+		len = (size_t)(before / 2) & ~(size_t)(8 * MIB - 1);
+		if (len > 48 * MIB)
+			len = 48 * MIB;
+		if (len < 16 * MIB)
+			return skip("%s has %s free, less than 2 x 16 MiB", n.name, sz(before));
+	}
 	TRY(populate_run(&n, len, copy, -1, &full));
 	TRY(wait_avail(n.bdf, before, "after the full populate"));
 	TRY(populate_run(&n, len, copy, full / 10, &gone));
@@ -1364,44 +1366,55 @@ static int kill_populate(const struct target *t, bool copy)
 static int case_kill_populate(const struct target *t, const char *arg)
 {
 	(void)arg;
-	return kill_populate(t, false);
+	return kill_populate(t, false, 0);
 }
 
+#define FRAG_SINGLES	4096	/* pages mapped one by one: 16 MiB */
+
 /*
- * The same with a kernel-mode copy into the mapping, in a region fragmented
- * into runs of 3 pages, so that the clearing of every block checks for the
- * signal every few pages: a fault that gives up for the signal must let the
- * copy fail, not leave it faulting on the same page forever.
+ * The same with a kernel-mode copy into the mapping, into memory in runs of
+ * 3 pages, so that the clearing of every block checks for the signal every
+ * few pages: a fault that gives up for the signal must let the copy fail,
+ * not leave it faulting on the same page. FRAG_SINGLES pages are mapped one
+ * by one, the rest of the region in one mapping, then 3 of every 4 single
+ * pages unmapped: the free memory the copy gets. The child that copies does
+ * not inherit those mappings (MADV_DONTFORK): its exit would take longer
+ * than the copy.
  */
 static int case_kill_copy(const struct target *t, const char *arg)
 {
+	unsigned long long avail;
+	char *maps[FRAG_SINGLES], *rest = MAP_FAILED;
+	size_t nr = 0, rest_len = 0;
 	struct node n;
-	char **maps;
-	size_t nr = 0, max;
 	int fd, r;
 
 	(void)arg;
 	TRY(find_node(t, &n));
 	if (!n.pool)
 		return skip("%s is a device node: it clears nothing", n.name);
-	max = n.size / page;
-	maps = calloc(max, sizeof(*maps));
-	CHECK(maps, "out of memory");
 	TRY(open_node(&n, &fd));
-	for (; nr < max; nr++) {
+	for (; nr < FRAG_SINGLES; nr++) {
 		maps[nr] = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (maps[nr] == MAP_FAILED)
+		if (maps[nr] == MAP_FAILED || madvise(maps[nr], page, MADV_DONTFORK))
 			break;
 	}
-	CHECK(errno == ENOMEM, "mapping %s page by page: %s", n.name, strerror(errno));
+	CHECK(nr == FRAG_SINGLES, "mapping %s page by page: %s", n.name, strerror(errno));
+	TRY(get_avail(n.bdf, &avail));
+	rest_len = (size_t)avail & ~(page - 1);
+	if (rest_len)
+		rest = mmap(NULL, rest_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(!rest_len || (rest != MAP_FAILED && !madvise(rest, rest_len, MADV_DONTFORK)),
+	      "mmap of the rest of %s (%s): %s", n.name, sz(rest_len), strerror(errno));
 	for (size_t i = 0; i < nr; i++)
 		if (i % 4 != 3)
 			munmap(maps[i], page);
-	note("%s: free memory in runs of 3 pages between mapped pages", n.name);
-	r = kill_populate(t, true);
+	note("%s: %s free in runs of 3 pages", n.name, sz(nr / 4 * 3 * page));
+	r = kill_populate(t, true, nr / 4 * 3 * page);
 	for (size_t i = 3; i < nr; i += 4)
 		munmap(maps[i], page);
-	free(maps);
+	if (rest_len)
+		munmap(rest, rest_len);
 	close(fd);
 	return r;
 }
@@ -2443,7 +2456,7 @@ static const struct subcmd subcmds[] = {
 	{ "kill-populate", "TARGET", false, case_kill_populate,
 	  "pool: a task killed while populating a large mapping goes at once, no leak" },
 	{ "kill-copy", "TARGET", false, case_kill_copy,
-	  "pool: the same with read() into it, the region in runs of 3 pages" },
+	  "pool: the same with read() into it, into memory in runs of 3 pages" },
 	{ "two-regions", "TARGET", false, case_two_regions,
 	  "its BAR 2 as two regions of one provider: a node each, each only its memory" },
 	{ "free-fault-stress", "TARGET [SECONDS]", false, case_free_fault_stress,
