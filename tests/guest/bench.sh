@@ -5,10 +5,10 @@
 # provider's /dev/p2pmemN against its sysfs p2pmem/allocate file, disk A ->
 # buffer -> disk B for O_DIRECT. ivshmem bound to p2pmem_pci is device
 # memory, which has no allocate file to measure against: only when
-# p2pmem.bench_targets names it, its node alone. Prints result lines (bench-host, bench-cmb,
-# bench-fragment-cmb, no-leak, bench-complete), then the CSV, each line
-# prefixed with "P2PMEM-BENCH: ", and "P2PMEM-BENCH-INFO: key=value" lines
-# about the run.
+# p2pmem.bench_targets names it, its node alone. Prints result lines
+# (bench-host, bench-cmb, bench-fragment-cmb, no-leak, bench-complete),
+# then the CSV, each line prefixed with "P2PMEM-BENCH: ", and
+# "P2PMEM-BENCH-INFO: key=value" lines about the run.
 #
 # Kernel command line (scripts/bench passes them through scripts/vm --append):
 #   p2pmem.bench_reps=N        repetitions (default 5)

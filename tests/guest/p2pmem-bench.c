@@ -118,7 +118,6 @@ struct target {
 	char bdf[32];
 	char mode[16];			/* pool, device or anon */
 	unsigned long long avail0;	/* pool's free memory at the start */
-	bool no_pool;			/* device memory: the node alone */
 	struct buf bufs[2];
 	int nr_bufs;
 	char reason[256];		/* first failure */
@@ -331,7 +330,8 @@ static long minflt(void)
 /* After a p2p mapping is gone, its memory must be back in the pool. */
 static int settle(struct target *t, const struct buf *b, const char *what)
 {
-	if (b->kind == B_ANON || t->no_pool)
+	/* device memory: the node alone, no pool */
+	if (b->kind == B_ANON || !strcmp(t->mode, "device"))
 		return 0;
 	return wait_avail(t, t->avail0, what);
 }
@@ -1019,9 +1019,8 @@ static int target_init(struct target *t, const char *arg)
 		scopy(t->mode, sizeof(t->mode), "pool");
 	}
 	/* Device memory is its node's alone: nothing to compare it with. */
-	t->no_pool = !strcmp(t->mode, "device");
 	sysfs = NULL;
-	if (!t->no_pool) {
+	if (strcmp(t->mode, "device")) {
 		sysfs = &t->bufs[t->nr_bufs++];
 		*sysfs = (struct buf){ .kind = B_SYSFS, .fd = -1 };
 		snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/%s/p2pmem/allocate",

@@ -859,17 +859,26 @@ static int case_builtin_node(const struct target *unused, const char *arg)
 	return check_target_node(&t);
 }
 
+/* Set the driver_override of @bdf to @drv ("" clears it). */
+static int set_override(const char *bdf, const char *drv)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/driver_override", bdf);
+	CHECK(!write_str(path, *drv ? drv : "\n"), "echo %s > %s: %s", drv, path,
+	      strerror(errno));
+	return R_PASS;
+}
+
 /* Bind @bdf to @drv through driver_override; "" leaves it unbound. */
 static int rebind(const char *bdf, const char *drv)
 {
-	char cur[64], path[PATH_MAX];
+	char cur[64];
 	double secs;
 
 	if (!driver_of(bdf, cur, sizeof(cur)))
 		TRY(driver_write(cur, "unbind", bdf));
-	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/driver_override", bdf);
-	CHECK(!write_str(path, *drv ? drv : "\n"), "echo %s > %s: %s", drv, path,
-	      strerror(errno));
+	TRY(set_override(bdf, drv));
 	if (!*drv)
 		return R_PASS;
 	TRY(write_timed(SYSFS_PCI "/drivers_probe", bdf, &secs));
@@ -1267,20 +1276,20 @@ static int case_no_stale_data(const struct target *t, const char *arg)
  */
 static void populate_child(const struct node *n, size_t len, bool copy, int ready)
 {
-	int fd = open(n->dev, O_RDWR | O_CLOEXEC), zfd = open("/dev/zero", O_RDONLY);
+	int fd = open(n->dev, O_RDWR | O_CLOEXEC), zfd = -1;
 	volatile char *p;
-	ssize_t got = 0;
+	ssize_t got;
 
-	if (fd < 0 || zfd < 0 || write(ready, "r", 1) != 1)
+	if (copy)
+		zfd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || (copy && zfd < 0) || write(ready, "r", 1) != 1)
 		_exit(R_FAIL);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		_exit(R_FAIL);
-	for (size_t i = 0; i < len; i += copy ? (size_t)got : page) {
-		if (!copy) {
-			p[i] = 1;
-			continue;
-		}
+	for (size_t i = 0; i < len && !copy; i += page)
+		p[i] = 1;
+	for (size_t i = 0; i < len && copy; i += (size_t)got) {
 		got = read(zfd, (char *)p + i, len - i);
 		if (got <= 0)
 			_exit(R_FAIL);
@@ -1329,10 +1338,9 @@ static int populate_run(const struct node *n, size_t len, bool copy, double kill
  * then kill one a tenth of that time after it starts mapping: it must be gone
  * within half the full time (clearing all at mmap() takes 0.8 of it; the
  * teardown of a debug kernel takes up to 0.3), and the memory must come back.
- * With "copy", the kernel populates it: a read() from /dev/zero into the
- * mapping, whose faults come from kernel mode.
+ * @len: what to populate, or 0 for half the free memory, at most 48 MiB;
+ * with @copy, the kernel populates it (populate_child()).
  */
-/* @len: what to populate, or 0 for half the free memory, at most 48 MiB */
 static int kill_populate(const struct target *t, bool copy, size_t len)
 {
 	const char *how = copy ? "copying into" : "populating";
@@ -2107,7 +2115,7 @@ static int unplug_device(const struct target *t, const char *drv)
 
 static int plug_device(const struct target *t, const char *drv)
 {
-	char path[PATH_MAX], now[64] = "";
+	char now[64] = "";
 
 	TRY(host_cmd("plug %s", t->qdev));
 	TRY(wait_pci(t->bdf, true, "device_add"));
@@ -2118,9 +2126,7 @@ static int plug_device(const struct target *t, const char *drv)
 	 * kernel has assigned its BARs and lets drivers bind it: set the
 	 * override and probe until it is bound.
 	 */
-	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/driver_override", t->bdf);
-	CHECK(!write_str(path, MODULE_NAME), "echo " MODULE_NAME " > %s: %s", path,
-	      strerror(errno));
+	TRY(set_override(t->bdf, MODULE_NAME));
 	for (int ms = 0; ms < HOTPLUG_TIMEOUT_MS && driver_of(t->bdf, now, sizeof(now));
 	     ms += 100) {
 		write_str(SYSFS_PCI "/drivers_probe", t->bdf);
