@@ -20,6 +20,8 @@ else
 fi
 BASE=${BASE:-p2pmem-base}
 export P2PMEM_CACHE BRANCH BASE UPSTREAM
+# shellcheck source=../tests/guest/wait.sh
+. "$P2PMEM_ROOT/tests/guest/wait.sh"
 
 msg() { printf '%s\n' "$*"; }
 warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
@@ -57,6 +59,47 @@ show_log_tail() {
 	printf -- '--- last 40 lines of %s ---\n' "$1" >&2
 	tail -n 40 "$1" | tr -d '\r' >&2
 	printf -- '--- end of %s ---\n' "$1" >&2
+}
+
+# Results: every script that judges writes its cases to a results file, one
+# "VERDICT<TAB>name<TAB>reason" line each (VERDICT: PASS, FAIL or SKIP);
+# scripts/test gathers them (import_results) and counts them (summary).
+
+# show_result VERDICT NAME [REASON]: one case, as people read it
+show_result() {
+	case $1 in
+	PASS) printf 'ok     %s\n' "$2" ;;
+	SKIP) printf 'skip   %s: %s\n' "$2" "${3:-}" ;;
+	*) printf 'FAIL   %s: %s\n' "$2" "${3:-(no reason given)}" ;;
+	esac
+}
+
+# result FILE VERDICT NAME [REASON]: show a case and append it to FILE
+result() {
+	local file=$1
+	shift
+	show_result "$@"
+	printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$file"
+}
+
+# import_results FILE PREFIX OUT: append the cases of FILE to OUT, each
+# named PREFIX/<name>; false if FILE does not exist
+import_results() {
+	[[ -f $1 ]] || return 1
+	awk -F'\t' -v OFS='\t' -v p="$2" '{ $2 = p "/" $2; print }' "$1" >>"$3"
+}
+
+# summary FILE [WHAT]: "[WHAT: ]N passed, N failed[, N skipped]" of the
+# cases in FILE; false if one failed
+summary() {
+	local pass fail skip line
+	pass=$(grep -c '^PASS' "$1" || true)
+	fail=$(grep -c '^FAIL' "$1" || true)
+	skip=$(grep -c '^SKIP' "$1" || true)
+	line="$pass passed, $fail failed"
+	((skip == 0)) || line+=", $skip skipped"
+	msg "${2:+$2: }$line"
+	((fail == 0))
 }
 
 # run_progress LOG CMD...: run CMD with all output appended to LOG, print

@@ -49,6 +49,19 @@ static inline const char *env_or(const char *name, const char *def)
 	return v && *v ? v : def;
 }
 
+/*
+ * The PCI address of one of the rig's devices, by role: "CMB", "IVSHMEM",
+ * "DISK_A" or "DISK_B", from $P2PMEM_<ROLE>_BDF, which the VM's init finds
+ * by identity and exports (tests/guest/lib.sh, find_devices); "" if unset.
+ */
+static inline const char *rig_bdf(const char *role)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "P2PMEM_%s_BDF", role);
+	return env_or(name, "");
+}
+
 /**
  * link_name() - last component of the target of the symlink @path, e.g. the
  * BDF of a sysfs "device" link, into @out of @len bytes

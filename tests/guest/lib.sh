@@ -4,16 +4,19 @@
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 TESTS=${TESTS:-/tests}
+# shellcheck source=wait.sh
+. "$TESTS/wait.sh"
 CHECK=$TESTS/p2pmem-check
 P2PCOPY=$TESTS/p2pcopy
 KO=/lib/modules/p2pmem_pci.ko
 INSMOD_LOG=/tmp/insmod.log
 
-# The rig's devices (REFERENCE §5). p2pmem-check reads the same variables.
-CMB_BDF=${P2PMEM_CMB_BDF:-0000:03:00.0}
-IVSHMEM_BDF=${P2PMEM_IVSHMEM_BDF:-0000:05:00.0}
-DISK_A_BDF=${P2PMEM_DISK_A_BDF:-0000:03:00.0}
-DISK_B_BDF=${P2PMEM_DISK_B_BDF:-0000:04:00.0}
+# The rig's devices, by PCI address: P2PMEM_*_BDF, which init exports for
+# everything it starts (find_devices). The C programs read the same.
+CMB_BDF=${P2PMEM_CMB_BDF:-}
+IVSHMEM_BDF=${P2PMEM_IVSHMEM_BDF:-}
+DISK_A_BDF=${P2PMEM_DISK_A_BDF:-}
+DISK_B_BDF=${P2PMEM_DISK_B_BDF:-}
 
 # result VERDICT CASE [REASON...]: the line the host parses
 result() {
@@ -63,14 +66,63 @@ node_of() {
 	dev_for "$1" device /sys/class/misc/p2pmem*
 }
 
+# nvme_by_serial SERIAL: the PCI address of the NVMe controller with SERIAL
+nvme_by_serial() {
+	for n_dir in /sys/class/nvme/nvme*; do
+		[ "$(tr -d ' ' <"$n_dir/serial" 2>/dev/null)" = "$1" ] || continue
+		n_dev=$(readlink -f "$n_dir/device") && echo "${n_dev##*/}" && return 0
+	done
+	return 1
+}
+
+# pci_by_id VENDOR DEVICE: the address of the first PCI device with that ID
+pci_by_id() {
+	for p_dir in /sys/bus/pci/devices/*; do
+		[ "$(cat "$p_dir/vendor")" = "$1" ] && [ "$(cat "$p_dir/device")" = "$2" ] &&
+			echo "${p_dir##*/}" && return 0
+	done
+	return 1
+}
+
+# found_devices: every NVMe role of the rig has its controller (looked up
+# by the serials in f_cmb and f_disk)
+found_devices() {
+	[ -n "$CMB_BDF" ] || CMB_BDF=$(nvme_by_serial "$f_cmb") || CMB_BDF=
+	[ -n "$DISK_B_BDF" ] || DISK_B_BDF=$(nvme_by_serial "$f_disk") || DISK_B_BDF=
+	[ -n "$CMB_BDF" ] && [ -n "$DISK_B_BDF" ]
+}
+
+# find_devices: find the rig's devices by identity, as scripts/topology.sh
+# describes them: the NVMe controllers by the serials on the kernel command
+# line (p2pmem.cmb_serial=, p2pmem.disk_serial=), ivshmem by its PCI ID;
+# set and export P2PMEM_*_BDF (those already set are kept). The
+# controllers are probed asynchronously: wait for them up to 30 s.
+find_devices() {
+	f_cmb='' f_disk=''
+	read -r f_cmdline </proc/cmdline
+	for f_arg in $f_cmdline; do
+		case $f_arg in
+		p2pmem.cmb_serial=*) f_cmb=${f_arg#*=} ;;
+		p2pmem.disk_serial=*) f_disk=${f_arg#*=} ;;
+		esac
+	done
+	wait_until 30 found_devices
+	[ -n "$IVSHMEM_BDF" ] || IVSHMEM_BDF=$(pci_by_id 0x1af4 0x1110) || IVSHMEM_BDF=
+	[ -n "$DISK_A_BDF" ] || DISK_A_BDF=$CMB_BDF
+	export P2PMEM_CMB_BDF="$CMB_BDF" P2PMEM_IVSHMEM_BDF="$IVSHMEM_BDF"
+	export P2PMEM_DISK_A_BDF="$DISK_A_BDF" P2PMEM_DISK_B_BDF="$DISK_B_BDF"
+	echo "devices: cmb ${CMB_BDF:-none} (serial ${f_cmb:-?}), disk ${DISK_B_BDF:-none} (serial ${f_disk:-?}), ivshmem ${IVSHMEM_BDF:-none}"
+	[ -n "$CMB_BDF" ] && [ -n "$DISK_B_BDF" ] && [ -n "$IVSHMEM_BDF" ]
+}
+
+# have_disks: both NVMe disks have their namespace
+have_disks() {
+	disk_of "$DISK_A_BDF" >/dev/null && disk_of "$DISK_B_BDF" >/dev/null
+}
+
 # wait_disks: NVMe namespaces are scanned asynchronously after boot
 wait_disks() {
-	w_i=0
-	while [ "$w_i" -lt 30 ]; do
-		disk_of "$DISK_A_BDF" >/dev/null && disk_of "$DISK_B_BDF" >/dev/null && return 0
-		sleep 1
-		w_i=$((w_i + 1))
-	done
+	wait_until 30 have_disks && return
 	echo "no NVMe disk for $DISK_A_BDF and/or $DISK_B_BDF after 30 s" >&2
 	return 1
 }

@@ -21,19 +21,18 @@ fail() {
 	exit 1
 }
 
+# node_is PRESENT|ABSENT: the ivshmem node is there, or is not
+node_is() {
+	if node_of "$IVSHMEM_BDF" >/dev/null; then
+		[ "$1" = PRESENT ]
+	else
+		[ "$1" = ABSENT ]
+	fi
+}
+
 # wait_node PRESENT|ABSENT: the ivshmem node appears or goes within 10 s
 wait_node() {
-	w_i=0
-	while [ "$w_i" -lt 100 ]; do
-		if node_of "$IVSHMEM_BDF" >/dev/null; then
-			[ "$1" = PRESENT ] && return 0
-		else
-			[ "$1" = ABSENT ] && return 0
-		fi
-		sleep 0.1
-		w_i=$((w_i + 1))
-	done
-	return 1
+	wait_until 10 node_is "$1"
 }
 
 [ -e "$DRV/$IVSHMEM_BDF" ] || fail "ivshmem is not bound to p2pmem_pci before the case"

@@ -961,11 +961,12 @@ out:
 
 /* ---- targets ------------------------------------------------------------ */
 
+/* The rig's devices, by label and role (rig_bdf()) */
 static const struct {
-	const char *label, *env, *bdf;
+	const char *label, *role;
 } known[] = {
-	{ "cmb", "P2PMEM_CMB_BDF", "0000:03:00.0" },
-	{ "ivshmem", "P2PMEM_IVSHMEM_BDF", "0000:05:00.0" },
+	{ "cmb", "CMB" },
+	{ "ivshmem", "IVSHMEM" },
 };
 
 static void print_result(const char *verdict, const char *name, const char *label,
@@ -996,7 +997,7 @@ static int target_init(struct target *t, const char *arg)
 	scopy(t->bdf, sizeof(t->bdf), arg);
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (!strcmp(arg, known[i].label))
-			scopy(t->bdf, sizeof(t->bdf), env_or(known[i].env, known[i].bdf));
+			scopy(t->bdf, sizeof(t->bdf), rig_bdf(known[i].role));
 	for (char *p = t->label; *p; p++)
 		if (*p == ':' || *p == '.' || *p == ',')
 			*p = '-';
@@ -1101,16 +1102,14 @@ static int disks_init(struct disks *dk, char *why, size_t wlen)
 	unsigned long long asize, bsize;
 	uint64_t seed = new_seed();
 
-	if (!opt.src && find_disk(env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0"), dk->a,
-				  sizeof(dk->a))) {
-		snprintf(why, wlen, "no NVMe disk A (PCI %s)",
-			 env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0"));
+	if (!opt.src && find_disk(rig_bdf("DISK_A"), dk->a, sizeof(dk->a))) {
+		snprintf(why, wlen, "no NVMe disk A (PCI '%s', P2PMEM_DISK_A_BDF)",
+			 rig_bdf("DISK_A"));
 		return -1;
 	}
-	if (!opt.dst && find_disk(env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0"), dk->b,
-				  sizeof(dk->b))) {
-		snprintf(why, wlen, "no NVMe disk B (PCI %s)",
-			 env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0"));
+	if (!opt.dst && find_disk(rig_bdf("DISK_B"), dk->b, sizeof(dk->b))) {
+		snprintf(why, wlen, "no NVMe disk B (PCI '%s', P2PMEM_DISK_B_BDF)",
+			 rig_bdf("DISK_B"));
 		return -1;
 	}
 	if (opt.src)
@@ -1158,10 +1157,8 @@ static void usage(FILE *f)
 		"  -T, --total SIZE      bytes copied per O_DIRECT measurement (default 16m)\n"
 		"  -b, --bw SIZE         mapping length for cpu_write/cpu_read (default 4m)\n"
 		"  -f, --frag-chunk SIZE mapping length that fragments a pool (default 64k)\n"
-		"      --src DEV         disk A (default: the NVMe of P2PMEM_DISK_A_BDF,\n"
-		"                        0000:03:00.0)\n"
-		"      --dst DEV         disk B (default: the NVMe of P2PMEM_DISK_B_BDF,\n"
-		"                        0000:04:00.0)\n"
+		"      --src DEV         disk A (default: the NVMe of P2PMEM_DISK_A_BDF)\n"
+		"      --dst DEV         disk B (default: the NVMe of P2PMEM_DISK_B_BDF)\n"
 		"      --no-odirect      leave out the O_DIRECT measurements\n"
 		"      --sysfs-only      providers have no node (a kernel without\n"
 		"                        p2pmem_pci): measure their allocate file alone\n"

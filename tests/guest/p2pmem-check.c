@@ -9,10 +9,11 @@
  * on stdout and exits 0 (pass, skip) or 1 (fail). Diagnostics go to stderr.
  * Helper subcommands (list, snapshot, leak-check) print no result line.
  *
- * TARGET names a p2p memory provider: "cmb" (the NVMe CMB, 0000:03:00.0,
- * node mode pool) or "ivshmem" (ivshmem BAR2 bound to p2pmem_pci,
- * 0000:05:00.0, node mode device), or a PCI address. The node is found by
- * scanning /sys/class/misc/p2pmem* for the one whose parent is that device.
+ * TARGET names a p2p memory provider: "cmb" (the NVMe CMB, node mode pool)
+ * or "ivshmem" (ivshmem BAR2 bound to p2pmem_pci, node mode device), whose
+ * PCI addresses are in $P2PMEM_CMB_BDF and $P2PMEM_IVSHMEM_BDF (the VM's init
+ * finds and exports them), or a PCI address. The node is found by scanning
+ * /sys/class/misc/p2pmem* for the one whose parent is that device.
  * Case names are <subcommand>[-<arg>]-<target>, e.g. odirect-64k-cmb.
  *
  * A failing case returns at once without undoing its mappings: every case is
@@ -267,15 +268,14 @@ struct target {
 	int bar;			/* expected BAR, -1: any */
 	unsigned long long size;	/* expected size, 0: pool size if pool */
 	int index;			/* selects disjoint disk ranges */
-	const char *qdev;		/* QEMU device id, for the host agent */
+	const char *role;		/* the rig's role, NULL for another device */
 };
 
+/* The rig's devices: where they are comes from rig_bdf(). */
 static const struct target known_targets[] = {
-	{ "cmb", "0000:03:00.0", "pool", -1, 0, 0, "nv0" },
-	{ "ivshmem", "0000:05:00.0", "device", 2, 64 * MIB, 1, "iv0" },
+	{ "cmb", "", "pool", -1, 0, 0, "CMB" },
+	{ "ivshmem", "", "device", 2, 64 * MIB, 1, "IVSHMEM" },
 };
-
-static const char *const target_env[] = { "P2PMEM_CMB_BDF", "P2PMEM_IVSHMEM_BDF" };
 
 static int resolve_target(const char *arg, struct target *t)
 {
@@ -285,8 +285,8 @@ static int resolve_target(const char *arg, struct target *t)
 		if (strcmp(arg, known_targets[i].label))
 			continue;
 		*t = known_targets[i];
-		scopy(t->bdf, sizeof(t->bdf), env_or(target_env[i], known_targets[i].bdf));
-		return 0;
+		scopy(t->bdf, sizeof(t->bdf), rig_bdf(t->role));
+		return t->bdf[0] ? 0 : -1;
 	}
 	if (!strchr(arg, ':') || strlen(arg) >= sizeof(t->bdf))
 		return -1;
@@ -424,12 +424,12 @@ static int wait_disk(const char *bdf)
 
 static const char *disk_a_bdf(void)
 {
-	return env_or("P2PMEM_DISK_A_BDF", "0000:03:00.0");
+	return rig_bdf("DISK_A");
 }
 
 static const char *disk_b_bdf(void)
 {
-	return env_or("P2PMEM_DISK_B_BDF", "0000:04:00.0");
+	return rig_bdf("DISK_B");
 }
 
 /* ---- provider accounting: p2pmem/available ------------------------------ */
@@ -1936,11 +1936,6 @@ static int wait_pci(const char *bdf, bool present, const char *after)
 		    HOTPLUG_TIMEOUT_MS / 1000, after);
 }
 
-static const char *disk_b_qdev(void)
-{
-	return env_or("P2PMEM_DISK_B_QDEV", "nv1");
-}
-
 /* ---- case: bind-cycles -------------------------------------------------- */
 
 /*
@@ -2089,9 +2084,9 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 	TRY(map_node(&n, fd, INFLIGHT_LEN, n.pool ? 0 : 4 * MIB, &r.buf));
 	pattern_fill(r.buf, INFLIGHT_LEN, 1);	/* every page present */
 
-	TRY(host_cmd("throttle %s %llu", disk_b_qdev(), INFLIGHT_BPS));
+	TRY(host_cmd("throttle disk %llu", INFLIGHT_BPS));
 	ret = unbind_during_read(t, &n, drv, &r);
-	TRY(host_cmd("throttle %s 0", disk_b_qdev()));
+	TRY(host_cmd("throttle disk 0"));
 	TRY(ret);
 
 	TRY(wait_node_gone(&n, "unbind"));
@@ -2109,7 +2104,7 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 static int unplug_device(const struct target *t, const char *drv)
 {
 	(void)drv;
-	TRY(host_cmd("unplug %s", t->qdev));
+	TRY(host_cmd("unplug %s", t->label));
 	return wait_pci(t->bdf, false, "device_del");
 }
 
@@ -2117,7 +2112,7 @@ static int plug_device(const struct target *t, const char *drv)
 {
 	char now[64] = "";
 
-	TRY(host_cmd("plug %s", t->qdev));
+	TRY(host_cmd("plug %s", t->label));
 	TRY(wait_pci(t->bdf, true, "device_add"));
 	if (strcmp(drv, MODULE_NAME))
 		return R_PASS;		/* nvme binds by itself */
@@ -2148,7 +2143,7 @@ static int case_hotunplug(const struct target *t, const char *arg)
 	};
 
 	(void)arg;
-	CHECK(t->qdev, "no QEMU device id for %s: hot-unplug needs cmb or ivshmem", t->bdf);
+	CHECK(t->role, "%s is not a device of the rig: hot-unplug needs cmb or ivshmem", t->bdf);
 	return take_away(t, &hotplug);
 }
 
@@ -2531,7 +2526,8 @@ int main(int argc, char **argv)
 	if (argc - 2 != want) {
 		r = fail("usage: p2pmem-check %s %s", sc->name, sc->args);
 	} else if (!strncmp(sc->args, "TARGET", 6) && resolve_target(argv[2], &tgt)) {
-		r = fail("unknown TARGET '%s': cmb, ivshmem or a PCI address", argv[2]);
+		r = fail("unknown TARGET '%s': cmb, ivshmem (with P2PMEM_CMB_BDF, P2PMEM_IVSHMEM_BDF set) or a PCI address",
+			 argv[2]);
 	} else {
 		if (!strncmp(sc->args, "TARGET", 6)) {
 			t = &tgt;

@@ -3,9 +3,9 @@
 #
 # usage: p2pmem-test.sh cmb|ivshmem|host THREADS CHUNK_SIZE [OFFSET]
 #
-# Runs p2pcopy the way users run p2pmem-test (REFERENCE §7): 32 chunks,
-# --check, the node's path as the p2pmem file ("host": no file, host memory,
-# for comparison). Prints p2pcopy's output on stderr and one result line for
+# Runs p2pcopy the way users run Eideticom's p2pmem-test: 32 chunks,
+# --check, the node's path as the p2pmem file ("host": no file, host
+# memory, for comparison). Prints p2pcopy's output on stderr and one result line for
 # p2pmem-test-<target>-<threads>t-<chunk>[-o<offset>] on stdout.
 
 # shellcheck source=lib.sh
