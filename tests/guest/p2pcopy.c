@@ -32,7 +32,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
-#include "common.h"
+#include "lib.h"
 
 #define CHECK_PIECE	(4 * MIB)	/* host buffer size for --check */
 
@@ -329,17 +329,13 @@ static long long run_workers(const struct cfg *c)
 
 static void print_header(const struct cfg *c)
 {
-	char a[32], b[32], t[32], m[32];
-
 	printf("Running p2pcopy: reading %s (%s): writing %s (%s): p2pmem buffer %s.\n",
-	       c->src_path, human_size(c->src_size, a, sizeof(a)), c->dst_path,
-	       human_size(c->dst_size, b, sizeof(b)),
+	       c->src_path, sz(c->src_size), c->dst_path, sz(c->dst_size),
 	       c->p2p_path ? c->p2p_path : "(none: host memory)");
 	printf("\tchunk size = %llu : number of chunks = %llu : total = %s : thread(s) = %llu\n",
-	       c->chunk_size, c->chunks, human_size(c->size, t, sizeof(t)), c->threads);
+	       c->chunk_size, c->chunks, sz(c->size), c->threads);
 	printf("\tbuffer = %p (%s, %s at offset %llu)\n", (void *)c->buf,
-	       c->p2p_path ? "p2pmem" : "system memory",
-	       human_size(c->map_len, m, sizeof(m)), c->offset);
+	       c->p2p_path ? "p2pmem" : "system memory", sz(c->map_len), c->offset);
 	if (c->check)
 		printf("\tchecking data with seed = %llu\n", (unsigned long long)c->seed);
 	fflush(stdout);

@@ -61,25 +61,18 @@
  * 2 on bad usage.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
-#include <dirent.h>
 #include <getopt.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
-#include "common.h"
+#include "lib.h"
 
-#define SYSFS_MISC	"/sys/class/misc"
-#define SYSFS_PCI	"/sys/bus/pci/devices"
 #define MAX_REPS	99
 #define MAX_SIZES	16
 #define MAX_THREADS	16
-#define AVAIL_WAIT_MS	5000	/* freed p2p memory is back in the pool */
 #define FRAG_MAX_LEN	(16 * MIB)
 #define CPU_MIN_TIME	0.05	/* seconds of memset() or sum per measurement */
-#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 static const unsigned long long default_sizes[] = {
 	4 * KIB, 64 * KIB, 1 * MIB, 4 * MIB, 16 * MIB, 32 * MIB, 64 * MIB,
@@ -120,7 +113,6 @@ struct target {
 	unsigned long long avail0;	/* pool's free memory at the start */
 	struct buf bufs[2];
 	int nr_bufs;
-	char reason[256];		/* first failure */
 };
 
 struct disks {
@@ -139,109 +131,17 @@ static struct opts opt = {
 
 static size_t page;
 
-static const char *sz(unsigned long long v)
-{
-	static char buf[8][32];
-	static int i;
-
-	i = (i + 1) % 8;
-	return human_size(v, buf[i], sizeof(buf[i]));
-}
-
-/* Record the first failure of @t and print it. Return: -1. */
-static int __attribute__((format(printf, 2, 3))) tfail(struct target *t, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "  [bench-%s] FAIL: %s\n", t->label, msg);
-	if (!t->reason[0])
-		scopy(t->reason, sizeof(t->reason), msg);
-	return -1;
-}
-
-/* ---- sysfs -------------------------------------------------------------- */
-
-static int read_str(const char *path, char *buf, size_t len)
-{
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	while (n > 0 && isspace((unsigned char)buf[n - 1]))
-		n--;
-	buf[n] = '\0';
-	return 0;
-}
-
-static int read_u64(const char *path, unsigned long long *v)
-{
-	char buf[64];
-
-	if (read_str(path, buf, sizeof(buf)))
-		return -1;
-	return parse_dec(buf, v);
-}
-
-static int get_avail(const char *bdf, unsigned long long *v)
-{
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/p2pmem/available", bdf);
-	return read_u64(path, v);
-}
-
 /* Wait until @t's pool has @want bytes free again. */
 static int wait_avail(struct target *t, unsigned long long want, const char *after)
 {
 	unsigned long long cur = 0;
 
-	for (int ms = 0; ms <= AVAIL_WAIT_MS; ms += 10) {
-		if (get_avail(t->bdf, &cur))
-			return tfail(t, "%s: cannot read p2pmem/available of %s: %s", after,
-				     t->bdf, strerror(errno));
-		if (cur == want)
-			return 0;
-		usleep(10000);
-	}
-	return tfail(t, "%s: p2pmem/available of %s is %llu, expected %llu", after, t->bdf,
-		     cur, want);
-}
-
-/* The /dev/p2pmemN whose parent is PCI device @bdf. */
-static int find_node(const char *bdf, char *dev, size_t len, char *name, size_t nlen)
-{
-	DIR *d = opendir(SYSFS_MISC);
-	struct dirent *e;
-	char who[64];
-	int found = 0;
-
-	while (d && (e = readdir(d))) {
-		if (strncmp(e->d_name, "p2pmem", 6))
-			continue;
-		if (node_bdf(e->d_name, who, sizeof(who)) || strcmp(who, bdf))
-			continue;
-		snprintf(dev, len, "/dev/%s", e->d_name);
-		scopy(name, nlen, e->d_name);
-		found++;
-	}
-	if (d)
-		closedir(d);
-	return found == 1 ? 0 : -1;
-}
-
-/* The first namespace of the NVMe controller at @bdf. */
-static int find_disk(const char *bdf, char *dev, size_t len)
-{
-	return disk_of_bdf(bdf, dev, len) ? 0 : -1;
+	if (!avail_wait(t->bdf, want, &cur))
+		return 0;
+	if (errno)
+		return fail("%s: cannot read p2pmem/available of %s: %s", after, t->bdf,
+			    strerror(errno));
+	return fail("%s: p2pmem/available of %s is %llu, expected %llu", after, t->bdf, cur, want);
 }
 
 /* ---- statistics and output ---------------------------------------------- */
@@ -274,7 +174,7 @@ static void csv_header(void)
 		"provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note\n");
 }
 
-static void __attribute__((format(printf, 10, 11)))
+static void __printf(10, 11)
 csv_row(const struct target *t, int kind, const char *metric, unsigned long long size,
 	int threads, int reps, const char *unit, const struct stat3 *s, const char *status,
 	const char *fmt, ...)
@@ -342,11 +242,11 @@ static bool fits(const struct buf *b, unsigned long long len)
 }
 
 /* Map @len bytes of @b, fault them in: for measurements that are not of that. */
-static int map_ready(struct target *t, const struct buf *b, size_t len, char **p)
+static int map_ready(const struct buf *b, size_t len, char **p)
 {
 	*p = buf_map(b, len);
 	if (*p == MAP_FAILED)
-		return tfail(t, "mmap %s length %s: %s", b->path, sz(len), strerror(errno));
+		return fail("mmap %s length %s: %s", b->path, sz(len), strerror(errno));
 	touch_pages(*p, len);
 	return 0;
 }
@@ -371,6 +271,31 @@ static void csv_ratio(const struct target *t, const char *metric, unsigned long 
 	s = stats(r, opt.reps);
 	csv_row(t, B_RATIO, metric, size, threads, opt.reps, "ratio", &s, "ok",
 		"node : sysfs of each repetition");
+}
+
+/*
+ * The row of buffer @b's measurement @metric, its values @v: "skip" if @need
+ * bytes do not fit @b, "fail" if it @failed, else "ok" with @note (or none),
+ * its statistics in @s. Return: whether it is "ok".
+ */
+static bool csv_measured(const struct target *t, const struct buf *b, bool failed,
+			 const char *metric, unsigned long long size, int threads,
+			 const char *unit, unsigned long long need, double *v,
+			 struct stat3 *s, const char *note)
+{
+	if (!fits(b, need)) {
+		csv_row(t, b->kind, metric, size, threads, 0, unit, NULL, "skip", "%s > %s",
+			sz(need), b->limit_why);
+		return false;
+	}
+	if (failed) {
+		csv_row(t, b->kind, metric, size, threads, 0, unit, NULL, "fail", "%s", reason);
+		return false;
+	}
+	*s = stats(v, opt.reps);
+	csv_row(t, b->kind, metric, size, threads, opt.reps, unit, s, "ok", note ? "%s" : NULL,
+		note);
+	return true;
 }
 
 /* Whether a target's node and allocate file were both measured */
@@ -413,8 +338,8 @@ static void bench_map_touch(struct target *t)
 				p = buf_map(b, len);
 				t1 = mono_time();
 				if (p == MAP_FAILED) {
-					tfail(t, "mmap %s length %s: %s", b->path, sz(len),
-					      strerror(errno));
+					fail("mmap %s length %s: %s", b->path, sz(len),
+					     strerror(errno));
 					failed[bi] = true;
 					continue;
 				}
@@ -439,19 +364,9 @@ static void bench_map_touch(struct target *t)
 			for (int k = 0; k < 4; k++) {
 				struct stat3 s;
 
-				if (!fits(b, len)) {
-					csv_row(t, b->kind, names[k], len, 1, 0, units[k], NULL,
-						"skip", "%s > %s", sz(len), b->limit_why);
+				if (!csv_measured(t, b, failed[bi], names[k], len, 1, units[k], len,
+						  m[bi][k], &s, NULL))
 					continue;
-				}
-				if (failed[bi]) {
-					csv_row(t, b->kind, names[k], len, 1, 0, units[k], NULL,
-						"fail", "%s", t->reason);
-					continue;
-				}
-				s = stats(m[bi][k], opt.reps);
-				csv_row(t, b->kind, names[k], len, 1, opt.reps, units[k], &s,
-					"ok", NULL);
 				if (k == 0)
 					fprintf(stderr, "  %s %s map_touch %s: %.0f us (%.0f-%.0f)",
 						t->label, buf_names[b->kind], sz(len), s.median,
@@ -566,9 +481,9 @@ static int crew_step(struct target *t, struct crew *c, char *p, size_t chunk,
 		struct worker *w = &c->w[i];
 
 		if (w->err && !ret)
-			ret = tfail(t, "O_DIRECT %s %s through %s, thread %d: %s (%s)", w->op,
-				    !strcmp(w->op, "read") ? c->dk->a : c->dk->b, t->label, i,
-				    strerror(w->err), strerrorname_np(w->err));
+			ret = fail("O_DIRECT %s %s through %s, thread %d: %s (%s)", w->op,
+				   !strcmp(w->op, "read") ? c->dk->a : c->dk->b, t->label, i,
+				   strerror(w->err), ename(w->err));
 		w->err = 0;
 	}
 	return ret;
@@ -586,7 +501,7 @@ static int check_pieces(struct target *t, const struct crew *c, size_t chunk,
 	int ret = 0;
 
 	if (!tmp)
-		return tfail(t, "out of memory");
+		return fail("out of memory");
 	for (int i = 0; i < c->threads && !ret; i++) {
 		off_t off = (off_t)(i * c->per + end - chunk);
 		long long bad;
@@ -594,17 +509,17 @@ static int check_pieces(struct target *t, const struct crew *c, size_t chunk,
 		if (before) {
 			memset(tmp, 0xa5, chunk);
 			if (pwrite_full(dk->bfd, tmp, chunk, off))
-				ret = tfail(t, "write %s: %s", dk->b, strerror(errno));
+				ret = fail("write %s: %s", dk->b, strerror(errno));
 			continue;
 		}
 		if (pread_full(dk->bfd, tmp, chunk, off)) {
-			ret = tfail(t, "read back %s: %s", dk->b, strerror(errno));
+			ret = fail("read back %s: %s", dk->b, strerror(errno));
 			continue;
 		}
 		bad = first_diff(tmp, dk->orig + off, chunk);
 		if (bad >= 0)
-			ret = tfail(t, "%s at %lld differs from %s after a copy through %s",
-				    dk->b, (long long)off + bad, dk->a, t->label);
+			ret = fail("%s at %lld differs from %s after a copy through %s",
+				   dk->b, (long long)off + bad, dk->a, t->label);
 	}
 	free(tmp);
 	return ret;
@@ -673,7 +588,7 @@ static void bench_odirect(struct target *t, const struct disks *dk)
 
 					if (failed[bi] || !fits(b, odirect_need(t, b, len)))
 						continue;
-					if (map_ready(t, b, len, &p[bi])) {
+					if (map_ready(b, len, &p[bi])) {
 						failed[bi] = true;
 						p[bi] = NULL;
 					}
@@ -692,22 +607,13 @@ static void bench_odirect(struct target *t, const struct disks *dk)
 				csv_ratio(t, "odirect", chunk, threads, rate[0], rate[1]);
 			for (int bi = 0; bi < t->nr_bufs; bi++) {
 				const struct buf *b = &t->bufs[bi];
-				unsigned long long need = odirect_need(t, b, len);
+				char note[64];
 				struct stat3 s;
 
-				if (!fits(b, need)) {
-					csv_row(t, b->kind, "odirect", chunk, threads, 0, "MiB/s",
-						NULL, "skip", "%s > %s", sz(need), b->limit_why);
+				snprintf(note, sizeof(note), "%s per measurement", sz(opt.total));
+				if (!csv_measured(t, b, failed[bi], "odirect", chunk, threads, "MiB/s",
+						  odirect_need(t, b, len), rate[bi], &s, note))
 					continue;
-				}
-				if (failed[bi]) {
-					csv_row(t, b->kind, "odirect", chunk, threads, 0, "MiB/s",
-						NULL, "fail", "%s", t->reason);
-					continue;
-				}
-				s = stats(rate[bi], opt.reps);
-				csv_row(t, b->kind, "odirect", chunk, threads, opt.reps, "MiB/s",
-					&s, "ok", "%s per measurement", sz(opt.total));
 				fprintf(stderr, "  %s %s odirect %s x %d: %.1f MiB/s (%.1f-%.1f)\n",
 					t->label, buf_names[b->kind], sz(chunk), threads, s.median,
 					s.min, s.max);
@@ -765,7 +671,7 @@ static void bench_cpu(struct target *t)
 
 			if (failed[bi] || !fits(b, len))
 				continue;
-			if (map_ready(t, b, len, &p)) {
+			if (map_ready(b, len, &p)) {
 				failed[bi] = true;
 				continue;
 			}
@@ -789,18 +695,9 @@ static void bench_cpu(struct target *t)
 		for (int k = 0; k < 2; k++) {
 			struct stat3 s;
 
-			if (!fits(b, len)) {
-				csv_row(t, b->kind, names[k], len, 1, 0, "MiB/s", NULL, "skip",
-					"%s > %s", sz(len), b->limit_why);
+			if (!csv_measured(t, b, failed[bi], names[k], len, 1, "MiB/s", len,
+					  bw[bi][k], &s, NULL))
 				continue;
-			}
-			if (failed[bi]) {
-				csv_row(t, b->kind, names[k], len, 1, 0, "MiB/s", NULL, "fail",
-					"%s", t->reason);
-				continue;
-			}
-			s = stats(bw[bi][k], opt.reps);
-			csv_row(t, b->kind, names[k], len, 1, opt.reps, "MiB/s", &s, "ok", NULL);
 			fprintf(stderr, "  %s %s %s %s: %.1f MiB/s (%.1f-%.1f)\n", t->label,
 				buf_names[b->kind], names[k], sz(len), s.median, s.min, s.max);
 		}
@@ -856,7 +753,7 @@ static int frag_try(struct target *t, const struct buf *b, size_t len,
 	long long bad;
 
 	if (p == MAP_FAILED) {
-		snprintf(why, wlen, "refused (%s)", strerrorname_np(errno));
+		snprintf(why, wlen, "refused (%s)", ename(errno));
 		fprintf(stderr, "  %s %s fragmented_map %s: mmap refused (%s)\n", t->label,
 			buf_names[b->kind], sz(len), strerror(errno));
 		return 0;
@@ -866,8 +763,8 @@ static int frag_try(struct target *t, const struct buf *b, size_t len,
 	munmap(p, len);
 	if (bad >= 0) {
 		snprintf(why, wlen, "mapped but byte %lld not cleared", bad);
-		tfail(t, "fragmented pool: %s mapping of %s: byte %lld not cleared", b->path,
-		      sz(len), bad);
+		fail("fragmented pool: %s mapping of %s: byte %lld not cleared", b->path,
+		     sz(len), bad);
 		return 0;
 	}
 	if (runs)
@@ -886,7 +783,7 @@ static int frag_try(struct target *t, const struct buf *b, size_t len,
  * Fill the pool with mappings of opt.frag_chunk bytes (through the node, or
  * allocate if there is none), unmap every other one: free memory in holes of
  * one chunk. Then map L > any hole, L <= free. Return: 0, -1 on failure
- * (reason in t->reason).
+ * (the case's reason set).
  */
 static int bench_fragment(struct target *t)
 {
@@ -899,7 +796,7 @@ static int bench_fragment(struct target *t)
 
 	maps = calloc(max, sizeof(*maps));
 	if (!maps)
-		return tfail(t, "out of memory");
+		return fail("out of memory");
 	while (n < max) {
 		maps[n] = buf_map(node, chunk);
 		if (maps[n] == MAP_FAILED)
@@ -907,12 +804,12 @@ static int bench_fragment(struct target *t)
 		n++;
 	}
 	if (n == max || errno != ENOMEM) {
-		ret = tfail(t, "filling the pool with %s mappings: %s after %zu", sz(chunk),
-			    n == max ? "no ENOMEM" : strerror(errno), n);
+		ret = fail("filling the pool with %s mappings: %s after %zu", sz(chunk),
+			   n == max ? "no ENOMEM" : strerror(errno), n);
 		goto out;
 	}
-	if (get_avail(t->bdf, &nfree)) {
-		ret = tfail(t, "cannot read p2pmem/available: %s", strerror(errno));
+	if (read_avail(t->bdf, &nfree)) {
+		ret = fail("cannot read p2pmem/available: %s", strerror(errno));
 		goto out;
 	}
 	want = nfree;
@@ -932,7 +829,7 @@ static int bench_fragment(struct target *t)
 	fprintf(stderr, "  %s fragmented: %s free in holes of %s; mapping %s\n",
 		t->label, sz(nfree), sz(chunk), sz(len));
 	if (len < 4 * chunk) {
-		ret = tfail(t, "fragmented pool: only %s free", sz(nfree));
+		ret = fail("fragmented pool: only %s free", sz(nfree));
 		goto out;
 	}
 	for (int bi = 0; bi < t->nr_bufs; bi++)
@@ -945,8 +842,8 @@ static int bench_fragment(struct target *t)
 	}
 	/* Only the node must map it: that allocate cannot is a finding. */
 	if (node->kind == B_NODE && !ok[0])
-		ret = tfail(t, "fragmented pool: %s free, mapping %s through %s: %s", sz(nfree),
-			    sz(len), node->path, why[0]);
+		ret = fail("fragmented pool: %s free, mapping %s through %s: %s", sz(nfree),
+			   sz(len), node->path, why[0]);
 	else if (node->kind == B_NODE)
 		fprintf(stderr, "  %s fragmented: node %s, sysfs %s\n", t->label, why[0], why[1]);
 out:
@@ -961,32 +858,17 @@ out:
 
 /* ---- targets ------------------------------------------------------------ */
 
-/* The rig's devices, by label and role (rig_bdf()) */
-static const struct {
-	const char *label, *role;
-} known[] = {
-	{ "cmb", "CMB" },
-	{ "ivshmem", "IVSHMEM" },
-};
-
-static void print_result(const char *verdict, const char *name, const char *label,
-			 const char *reason)
-{
-	printf("P2PMEM-RESULT: %s %s-%s%s%s\n", verdict, name, label, reason[0] ? " " : "",
-	       reason);
-	fflush(stdout);
-}
-
 /* Set up @t for @arg: its node and allocate file, or host memory. */
 static int target_init(struct target *t, const char *arg)
 {
-	char path[PATH_MAX], name[32];
 	unsigned long long size = 0;
-	struct buf *sysfs;
-	bool pool;
+	struct buf *sysfs = NULL;
+	struct node n;
+	bool pool, known;
 
 	memset(t, 0, sizeof(*t));
-	scopy(t->label, sizeof(t->label), arg);
+	known = target_lookup(arg, t->bdf, sizeof(t->bdf), t->label, sizeof(t->label)) >= 0;
+	set_case("bench-%s", t->label);
 	if (!strcmp(arg, "host")) {
 		snprintf(t->mode, sizeof(t->mode), "anon");
 		t->bufs[0] = (struct buf){ .kind = B_ANON, .fd = -1 };
@@ -994,41 +876,29 @@ static int target_init(struct target *t, const char *arg)
 		t->nr_bufs = 1;
 		return 0;
 	}
-	scopy(t->bdf, sizeof(t->bdf), arg);
-	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
-		if (!strcmp(arg, known[i].label))
-			scopy(t->bdf, sizeof(t->bdf), rig_bdf(known[i].role));
-	for (char *p = t->label; *p; p++)
-		if (*p == ':' || *p == '.' || *p == ',')
-			*p = '-';
-	if (!strchr(t->bdf, ':'))
-		return tfail(t, "unknown target '%s': host, cmb, ivshmem or a PCI address", arg);
+	if (!known)
+		return fail("unknown target '%s': host, cmb, ivshmem or a PCI address", arg);
 
 	/* The node, unless there is none to measure, then the allocate file */
 	if (!opt.sysfs_only) {
+		if (node_scan(t->bdf, &n, 1, false) != 1)
+			return fail("no single /dev/p2pmem* node with PCI parent %s", t->bdf);
 		t->bufs[t->nr_bufs++] = (struct buf){ .kind = B_NODE, .fd = -1 };
-		if (find_node(t->bdf, t->bufs[0].path, sizeof(t->bufs[0].path), name,
-			      sizeof(name)))
-			return tfail(t, "no single /dev/p2pmem* node with PCI parent %s", t->bdf);
-		snprintf(path, sizeof(path), SYSFS_MISC "/%s/mode", name);
-		if (read_str(path, t->mode, sizeof(t->mode)))
-			return tfail(t, "cannot read %s: %s", path, strerror(errno));
-		snprintf(path, sizeof(path), SYSFS_MISC "/%s/size", name);
-		if (read_u64(path, &size))
-			return tfail(t, "cannot read %s: %s", path, strerror(errno));
+		snprintf(t->bufs[0].path, sizeof(t->bufs[0].path), "%s", n.dev);
+		scopy(t->mode, sizeof(t->mode), n.mode);
+		size = n.size;
 	} else {
 		scopy(t->mode, sizeof(t->mode), "pool");
 	}
 	/* Device memory is its node's alone: nothing to compare it with. */
-	sysfs = NULL;
 	if (strcmp(t->mode, "device")) {
 		sysfs = &t->bufs[t->nr_bufs++];
 		*sysfs = (struct buf){ .kind = B_SYSFS, .fd = -1 };
-		snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/%s/p2pmem/allocate",
+		snprintf(sysfs->path, sizeof(sysfs->path), SYSFS_PCI "/devices/%s/p2pmem/allocate",
 			 t->bdf);
-		if (get_avail(t->bdf, &t->avail0))
-			return tfail(t, "cannot read p2pmem/available of %s: %s", t->bdf,
-				     strerror(errno));
+		if (read_avail(t->bdf, &t->avail0))
+			return fail("cannot read p2pmem/available of %s: %s", t->bdf,
+				    strerror(errno));
 	}
 
 	/* A device node maps its region by offset; pool mappings take free memory. */
@@ -1042,7 +912,7 @@ static int target_init(struct target *t, const char *arg)
 			 region ? "the %s region" : "%s free in the pool", sz(b->limit));
 		b->fd = open(b->path, O_RDWR | O_CLOEXEC);
 		if (b->fd < 0)
-			return tfail(t, "open %s: %s", b->path, strerror(errno));
+			return fail("open %s: %s", b->path, strerror(errno));
 	}
 	if (opt.sysfs_only)
 		fprintf(stderr, "  %s: %s alone, %s free\n", t->label, sysfs->path,
@@ -1071,7 +941,7 @@ static bool run_target(const char *arg, const struct disks *dk)
 
 	fprintf(stderr, "--- bench %s\n", arg);
 	if (target_init(&t, arg)) {
-		print_result("FAIL", "bench", t.label, t.reason);
+		print_result(R_FAIL);
 		target_exit(&t);
 		return false;
 	}
@@ -1079,17 +949,16 @@ static bool run_target(const char *arg, const struct disks *dk)
 	if (dk)
 		bench_odirect(&t, dk);
 	bench_cpu(&t);
-	ok = !t.reason[0];
-	print_result(ok ? "PASS" : "FAIL", "bench", t.label, t.reason);
+	ok = !reason[0];
+	print_result(ok ? R_PASS : R_FAIL);
 
+	set_case("bench-fragment-%s", t.label);
 	if (!strcmp(t.mode, "pool")) {
-		t.reason[0] = '\0';
 		if (bench_fragment(&t))
 			ok = false;
-		print_result(t.reason[0] ? "FAIL" : "PASS", "bench-fragment", t.label, t.reason);
+		print_result(reason[0] ? R_FAIL : R_PASS);
 	} else if (strcmp(t.mode, "anon")) {
-		print_result("SKIP", "bench-fragment", t.label,
-			     "a device node maps its region by offset: it needs no free run");
+		print_result(skip("a device node maps its region by offset: it needs no free run"));
 	}
 	target_exit(&t);
 	return ok;
@@ -1097,46 +966,32 @@ static bool run_target(const char *arg, const struct disks *dk)
 
 /* ---- disks -------------------------------------------------------------- */
 
-static int disks_init(struct disks *dk, char *why, size_t wlen)
+static int disks_init(struct disks *dk)
 {
 	unsigned long long asize, bsize;
 	uint64_t seed = new_seed();
 
-	if (!opt.src && find_disk(rig_bdf("DISK_A"), dk->a, sizeof(dk->a))) {
-		snprintf(why, wlen, "no NVMe disk A (PCI '%s', P2PMEM_DISK_A_BDF)",
-			 rig_bdf("DISK_A"));
-		return -1;
-	}
-	if (!opt.dst && find_disk(rig_bdf("DISK_B"), dk->b, sizeof(dk->b))) {
-		snprintf(why, wlen, "no NVMe disk B (PCI '%s', P2PMEM_DISK_B_BDF)",
-			 rig_bdf("DISK_B"));
-		return -1;
-	}
+	if (!opt.src && !disk_of_bdf(rig_bdf("DISK_A"), dk->a, sizeof(dk->a)))
+		return fail("no NVMe disk A (PCI '%s', P2PMEM_DISK_A_BDF)", rig_bdf("DISK_A"));
+	if (!opt.dst && !disk_of_bdf(rig_bdf("DISK_B"), dk->b, sizeof(dk->b)))
+		return fail("no NVMe disk B (PCI '%s', P2PMEM_DISK_B_BDF)", rig_bdf("DISK_B"));
 	if (opt.src)
 		scopy(dk->a, sizeof(dk->a), opt.src);
 	if (opt.dst)
 		scopy(dk->b, sizeof(dk->b), opt.dst);
 	dk->afd = open_blockdev(dk->a);
 	dk->bfd = open_blockdev(dk->b);
-	if (dk->afd < 0 || dk->bfd < 0) {
-		snprintf(why, wlen, "open %s / %s O_DIRECT: %s", dk->a, dk->b, strerror(errno));
-		return -1;
-	}
+	if (dk->afd < 0 || dk->bfd < 0)
+		return fail("open %s / %s O_DIRECT: %s", dk->a, dk->b, strerror(errno));
 	if (blockdev_size(dk->afd, &asize) || blockdev_size(dk->bfd, &bsize) ||
-	    asize < opt.total || bsize < opt.total) {
-		snprintf(why, wlen, "%s or %s smaller than %s", dk->a, dk->b, sz(opt.total));
-		return -1;
-	}
+	    asize < opt.total || bsize < opt.total)
+		return fail("%s or %s smaller than %s", dk->a, dk->b, sz(opt.total));
 	dk->orig = alloc_aligned(opt.total);
-	if (!dk->orig) {
-		snprintf(why, wlen, "out of memory");
-		return -1;
-	}
+	if (!dk->orig)
+		return fail("out of memory");
 	pattern_fill(dk->orig, opt.total, seed);
-	if (pwrite_full(dk->afd, dk->orig, opt.total, 0)) {
-		snprintf(why, wlen, "write %s: %s", dk->a, strerror(errno));
-		return -1;
-	}
+	if (pwrite_full(dk->afd, dk->orig, opt.total, 0))
+		return fail("write %s: %s", dk->a, strerror(errno));
 	fprintf(stderr, "  disks: %s -> buffer -> %s, %s per measurement, seed %llu\n", dk->a,
 		dk->b, sz(opt.total), (unsigned long long)seed);
 	return 0;
@@ -1198,7 +1053,6 @@ int main(int argc, char **argv)
 	const char *out = NULL;
 	struct disks dk = { .afd = -1, .bfd = -1 };
 	bool have_disks = false, ok = true;
-	char why[256];
 	int c;
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
@@ -1272,10 +1126,10 @@ int main(int argc, char **argv)
 	}
 	csv_header();
 	if (opt.odirect) {
-		have_disks = !disks_init(&dk, why, sizeof(why));
+		set_case("bench-disks");
+		have_disks = !disks_init(&dk);
 		if (!have_disks) {
-			printf("P2PMEM-RESULT: FAIL bench-disks %s\n", why);
-			fflush(stdout);
+			print_result(R_FAIL);
 			ok = false;
 		}
 	}

@@ -20,11 +20,8 @@
  * a process of its own, and its exit releases them before the next case.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -35,20 +32,14 @@
 #include <termios.h>
 #include <linux/capability.h>
 
-#include "common.h"
+#include "lib.h"
 
 #define MODULE_NAME		"p2pmem_pci"
-#define SYSFS_MISC		"/sys/class/misc"
-#define SYSFS_PCI		"/sys/bus/pci"
 #define MISC_MAJOR_NR		10
-#define MAX_NODES		32
 #define MAX_PROVIDERS		32
 
 #define SYSFS_TIMEOUT_S		30	/* unbind/bind/probe must return by then */
 #define NODE_TIMEOUT_MS		20000	/* a node (or disk) appears after bind */
-#define AVAIL_TIMEOUT_MS	5000	/* freed p2p memory is back in the pool */
-
-enum { R_PASS, R_FAIL, R_SKIP };
 
 #define TRY(expr) do {					\
 	int r_ = (expr);				\
@@ -61,183 +52,9 @@ enum { R_PASS, R_FAIL, R_SKIP };
 		return fail(__VA_ARGS__);		\
 } while (0)
 
-static char case_name[128] = "p2pmem-check";
-static char reason[512];
 static size_t page;
 
-/* ---- reporting ---------------------------------------------------------- */
-
-static void vnote(const char *prefix, const char *fmt, va_list ap)
-{
-	fprintf(stderr, "  [%s] %s", case_name, prefix);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-}
-
-static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vnote("", fmt, ap);
-	va_end(ap);
-}
-
-/* Record the first failure as the case's reason. Return: R_FAIL. */
-static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (!reason[0])
-		vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	va_start(ap, fmt);
-	vnote("FAIL: ", fmt, ap);
-	va_end(ap);
-	return R_FAIL;
-}
-
-static int __attribute__((format(printf, 1, 2))) skip(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	return R_SKIP;
-}
-
-static void print_result(int r)
-{
-	static const char *const verdict[] = { "PASS", "FAIL", "SKIP" };
-
-	for (char *p = reason; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
-	printf("P2PMEM-RESULT: %s %s%s%s\n", verdict[r], case_name,
-	       reason[0] ? " " : "", reason);
-	fflush(stdout);
-}
-
-static const char *ename(int e)
-{
-	const char *s = strerrorname_np(e);
-
-	return s ? s : "E?";
-}
-
-static const char *sz(unsigned long long v)
-{
-	static char buf[4][32];
-	static int i;
-
-	i = (i + 1) % 4;
-	return human_size(v, buf[i], sizeof(buf[i]));
-}
-
-static void sleep_ms(int ms)
-{
-	usleep(ms * 1000);
-}
-
 /* ---- sysfs and procfs --------------------------------------------------- */
-
-static int vpath(char *buf, size_t len, const char *fmt, va_list ap)
-{
-	if (vsnprintf(buf, len, fmt, ap) >= (int)len) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return 0;
-}
-
-/* Read a file into @buf without its trailing newlines. */
-static int __attribute__((format(printf, 3, 4)))
-read_strf(char *buf, size_t len, const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	ssize_t n;
-	va_list ap;
-	int fd, err;
-
-	va_start(ap, fmt);
-	err = vpath(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	if (err)
-		return -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, len - 1);
-	err = errno;
-	close(fd);
-	if (n < 0) {
-		errno = err;
-		return -1;
-	}
-	while (n > 0 && buf[n - 1] == '\n')
-		n--;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Read a file holding one decimal number. */
-static int __attribute__((format(printf, 2, 3)))
-read_u64f(unsigned long long *v, const char *fmt, ...)
-{
-	char path[PATH_MAX], buf[64];
-	va_list ap;
-	int err;
-
-	va_start(ap, fmt);
-	err = vpath(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	if (err || read_strf(buf, sizeof(buf), "%s", path))
-		return -1;
-	return parse_dec(buf, v);
-}
-
-static int write_str(const char *path, const char *s)
-{
-	ssize_t n;
-	int fd, err;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = write(fd, s, strlen(s));
-	err = n < 0 ? errno : (size_t)n == strlen(s) ? 0 : EIO;
-	close(fd);
-	errno = err;
-	return err ? -1 : 0;
-}
-
-static bool __attribute__((format(printf, 1, 2))) existsf(const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-	int err;
-
-	va_start(ap, fmt);
-	err = vpath(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return !err && !access(path, F_OK);
-}
-
-/* Last component of the target of a symlink, e.g. the BDF of a "device" link. */
-static int __attribute__((format(printf, 3, 4)))
-link_namef(char *buf, size_t len, const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-	int err;
-
-	va_start(ap, fmt);
-	err = vpath(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return err ? -1 : link_name(path, buf, len);
-}
 
 /* The driver bound to PCI device @bdf. Return: 0, or -1 if none. */
 static int driver_of(const char *bdf, char *drv, size_t len)
@@ -262,114 +79,38 @@ static bool module_loaded(void)
 /* ---- targets, nodes, disks ---------------------------------------------- */
 
 struct target {
-	const char *label;		/* case-name suffix */
+	char label[32];			/* case-name suffix */
 	char bdf[32];
 	const char *mode;		/* expected node mode, NULL: any */
 	int bar;			/* expected BAR, -1: any */
 	unsigned long long size;	/* expected size, 0: pool size if pool */
-	int index;			/* selects disjoint disk ranges */
-	const char *role;		/* the rig's role, NULL for another device */
+	int index;			/* in rig_targets, or past them; selects disk ranges */
 };
 
-/* The rig's devices: where they are comes from rig_bdf(). */
-static const struct target known_targets[] = {
-	{ "cmb", "", "pool", -1, 0, 0, "CMB" },
-	{ "ivshmem", "", "device", 2, 64 * MIB, 1, "IVSHMEM" },
+/* What the node of each of rig_targets must be, then of any other PCI device */
+static const struct target expected[] = {
+	{ .mode = "pool", .bar = -1 },				/* cmb */
+	{ .mode = "device", .bar = 2, .size = 64 * MIB },	/* ivshmem */
+	{ .bar = -1 },
 };
 
 static int resolve_target(const char *arg, struct target *t)
 {
-	static char label[32];
+	int i = target_lookup(arg, t->bdf, sizeof(t->bdf), t->label, sizeof(t->label));
 
-	for (size_t i = 0; i < sizeof(known_targets) / sizeof(known_targets[0]); i++) {
-		if (strcmp(arg, known_targets[i].label))
-			continue;
-		*t = known_targets[i];
-		scopy(t->bdf, sizeof(t->bdf), rig_bdf(t->role));
-		return t->bdf[0] ? 0 : -1;
-	}
-	if (!strchr(arg, ':') || strlen(arg) >= sizeof(t->bdf))
-		return -1;
-	/* any other PCI device: no expectations beyond the contract */
-	*t = (struct target){ label, "", NULL, -1, 0, 2, NULL };
-	scopy(t->bdf, sizeof(t->bdf), arg);
-	scopy(label, sizeof(label), arg);
-	for (char *p = label; *p; p++)
-		if (*p == ':' || *p == '.')
-			*p = '-';
-	return 0;
-}
-
-struct node {
-	char name[32];			/* p2pmemN */
-	char dev[48];			/* /dev/p2pmemN */
-	char bdf[32];			/* PCI parent */
-	char mode[16];			/* "pool" or "device" */
-	unsigned long long size, bar, bar_offset;
-	bool pool;
-};
-
-static int node_load(const char *name, struct node *n)
-{
-	memset(n, 0, sizeof(*n));
-	scopy(n->name, sizeof(n->name), name);
-	snprintf(n->dev, sizeof(n->dev), "/dev/%s", n->name);
-	if (node_bdf(name, n->bdf, sizeof(n->bdf)) ||
-	    read_strf(n->mode, sizeof(n->mode), SYSFS_MISC "/%s/mode", name) ||
-	    read_u64f(&n->size, SYSFS_MISC "/%s/size", name) ||
-	    read_u64f(&n->bar, SYSFS_MISC "/%s/bar", name) ||
-	    read_u64f(&n->bar_offset, SYSFS_MISC "/%s/bar_offset", name))
-		return -1;
-	n->pool = !strcmp(n->mode, "pool");
-	return 0;
-}
-
-/*
- * Collect the nodes whose PCI parent is @bdf (every node if NULL) into @out.
- * With @strict, a node whose attributes cannot be read fails the case.
- * Return: number of nodes (may exceed @max), or -1 (strict failure).
- */
-static int node_scan(const char *bdf, struct node *out, int max, bool strict)
-{
-	DIR *d = opendir(SYSFS_MISC);
-	struct dirent *e;
-	int cnt = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		struct node n;
-
-		if (strncmp(e->d_name, "p2pmem", 6))
-			continue;
-		if (node_load(e->d_name, &n)) {
-			if (strict) {
-				fail("%s: cannot read its sysfs attributes (device, mode, size, bar, bar_offset): %s",
-				     e->d_name, strerror(errno));
-				cnt = -1;
-				break;
-			}
-			note("warning: %s: incomplete sysfs attributes", e->d_name);
-			continue;
-		}
-		if (bdf && strcmp(n.bdf, bdf))
-			continue;
-		if (cnt < max)
-			out[cnt] = n;
-		cnt++;
-	}
-	closedir(d);
-	return cnt;
+	t->index = i < 0 ? NR_RIG_TARGETS : i;
+	t->mode = expected[t->index].mode;
+	t->bar = expected[t->index].bar;
+	t->size = expected[t->index].size;
+	return i < 0 ? -1 : 0;
 }
 
 static int find_node(const struct target *t, struct node *n)
 {
-	struct node all[MAX_NODES];
-	int cnt = node_scan(t->bdf, all, MAX_NODES, false);
+	int cnt = node_scan(t->bdf, n, 1, false);
 
 	CHECK(cnt > 0, "no /dev/p2pmem* node has PCI parent %s", t->bdf);
 	CHECK(cnt == 1, "%d nodes have PCI parent %s, expected one", cnt, t->bdf);
-	*n = all[0];
 	note("%s: parent %s, mode %s, bar %llu, bar_offset %llu, size %s",
 	     n->dev, n->bdf, n->mode, n->bar, n->bar_offset, sz(n->size));
 	return R_PASS;
@@ -380,11 +121,7 @@ static void wait_for_node(const char *bdf)
 {
 	struct node n;
 
-	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
-		if (node_scan(bdf, &n, 1, false) > 0)
-			return;
-		sleep_ms(100);
-	}
+	wait_until(node_scan(bdf, &n, 1, false) > 0, NODE_TIMEOUT_MS, WAIT_STEP_MS);
 }
 
 static int wait_node(const struct target *t, struct node *n)
@@ -396,12 +133,10 @@ static int wait_node(const struct target *t, struct node *n)
 /* Wait until the node @n (sysfs and /dev) is gone. */
 static int wait_node_gone(const struct node *n, const char *after)
 {
-	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
-		if (!existsf(SYSFS_MISC "/%s", n->name) && access(n->dev, F_OK))
-			return R_PASS;
-		sleep_ms(100);
-	}
-	return fail("%s still exists %d s after %s", n->dev, NODE_TIMEOUT_MS / 1000, after);
+	CHECK(wait_until(!existsf(SYSFS_MISC "/%s", n->name) && access(n->dev, F_OK),
+			 NODE_TIMEOUT_MS, WAIT_STEP_MS),
+	      "%s still exists %d s after %s", n->dev, NODE_TIMEOUT_MS / 1000, after);
+	return R_PASS;
 }
 
 static int find_disk(const char *bdf, char *dev, size_t len)
@@ -414,22 +149,10 @@ static int wait_disk(const char *bdf)
 {
 	char dev[80];
 
-	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
-		if (disk_of_bdf(bdf, dev, sizeof(dev)) && !access(dev, F_OK))
-			return R_PASS;
-		sleep_ms(100);
-	}
-	return fail("the disk of %s did not come back within %d s", bdf, NODE_TIMEOUT_MS / 1000);
-}
-
-static const char *disk_a_bdf(void)
-{
-	return rig_bdf("DISK_A");
-}
-
-static const char *disk_b_bdf(void)
-{
-	return rig_bdf("DISK_B");
+	CHECK(wait_until(disk_of_bdf(bdf, dev, sizeof(dev)) && !access(dev, F_OK),
+			 NODE_TIMEOUT_MS, WAIT_STEP_MS),
+	      "the disk of %s did not come back within %d s", bdf, NODE_TIMEOUT_MS / 1000);
+	return R_PASS;
 }
 
 /* ---- provider accounting: p2pmem/available ------------------------------ */
@@ -458,8 +181,7 @@ static int get_avail(const char *bdf, unsigned long long *v)
 	*v = NO_POOL;
 	if (device_memory(bdf))
 		return R_PASS;
-	CHECK(!read_u64f(v, SYSFS_PCI "/devices/%s/p2pmem/available", bdf),
-	      "cannot read p2pmem/available of %s: %s", bdf, strerror(errno));
+	CHECK(!read_avail(bdf, v), "cannot read p2pmem/available of %s: %s", bdf, strerror(errno));
 	return R_PASS;
 }
 
@@ -467,17 +189,10 @@ static int get_avail(const char *bdf, unsigned long long *v)
 static int wait_avail(const char *bdf, unsigned long long want, const char *when)
 {
 	unsigned long long cur = 0;
-	int ok = -1;
 
-	if (want == NO_POOL)
+	if (want == NO_POOL || !avail_wait(bdf, want, &cur))
 		return R_PASS;
-	for (int ms = 0; ms <= AVAIL_TIMEOUT_MS; ms += 50) {
-		ok = read_u64f(&cur, SYSFS_PCI "/devices/%s/p2pmem/available", bdf);
-		if (!ok && cur == want)
-			return R_PASS;
-		sleep_ms(50);
-	}
-	CHECK(!ok, "%s: %s has no p2pmem/available (provider gone?)", when, bdf);
+	CHECK(!errno, "%s: %s has no p2pmem/available (provider gone?)", when, bdf);
 	return fail("%s: %s p2pmem/available is %llu, expected %llu (%lld bytes missing)",
 		    when, bdf, cur, want, (long long)(want - cur));
 }
@@ -490,8 +205,7 @@ static int avail_scan(struct avail *a, int max)
 	int n = 0;
 
 	while (d && (e = readdir(d)) && n < max) {
-		if (e->d_name[0] == '.' ||
-		    read_u64f(&a[n].bytes, SYSFS_PCI "/devices/%s/p2pmem/available", e->d_name))
+		if (e->d_name[0] == '.' || read_avail(e->d_name, &a[n].bytes))
 			continue;
 		scopy(a[n].bdf, sizeof(a[n].bdf), e->d_name);
 		n++;
@@ -665,13 +379,11 @@ static int write_timed(const char *path, const char *val, double *secs)
 	CHECK(pid >= 0, "fork: %s", strerror(errno));
 	if (!pid)
 		_exit(write_str(path, val) ? errno : 0);
-	while (waitpid(pid, &status, WNOHANG) != pid) {
-		if (mono_time() - start > SYSFS_TIMEOUT_S) {
-			dump_stuck(pid);
-			return fail("'echo %s > %s' did not return within %d s", val, path,
-				    SYSFS_TIMEOUT_S);
-		}
-		sleep_ms(10);
+	if (!wait_until(waitpid(pid, &status, WNOHANG) == pid, SYSFS_TIMEOUT_S * 1000,
+			WAIT_STEP_MS)) {
+		dump_stuck(pid);
+		return fail("'echo %s > %s' did not return within %d s", val, path,
+			    SYSFS_TIMEOUT_S);
 	}
 	*secs = mono_time() - start;
 	CHECK(WIFEXITED(status), "writer of %s killed by signal %d", path, WTERMSIG(status));
@@ -1208,7 +920,7 @@ static int case_reset_race(const struct target *t, const char *arg)
 			reset_race_task(&n, i, stop);
 	}
 	for (int i = 0; i < RESET_RACES && !err; i++) {
-		usleep(100 * 1000);
+		sleep_ms(100);
 		if (write_str(path, "1"))
 			err = errno;
 	}
@@ -1499,12 +1211,11 @@ static int two_regions_check(const struct target *t, unsigned long long bar)
 	size_t half = bar / 4, intact;
 	char res[PATH_MAX];
 	uint64_t *r;
-	int cnt = 0, fd, rfd;
+	int cnt, fd, rfd;
 	char *p, *q;
 
-	for (int ms = 0; ms < NODE_TIMEOUT_MS && (cnt = node_scan(t->bdf, all, MAX_NODES, false)) < 2;
-	     ms += 100)
-		sleep_ms(100);
+	wait_until((cnt = node_scan(t->bdf, all, MAX_NODES, false)) >= 2, NODE_TIMEOUT_MS,
+		   WAIT_STEP_MS);
 	CHECK(cnt == 2, "%d nodes have parent %s with " TWO_REGIONS_DRIVER ", expected two",
 	      cnt, t->bdf);
 	if (a->bar_offset > b->bar_offset) {
@@ -1603,7 +1314,7 @@ static void stress_task(const struct node *n, double deadline, unsigned int seed
 		if (p == MAP_FAILED) {
 			/* the other tasks may hold the memory for a moment */
 			if (errno == ENOMEM) {
-				usleep(1000);
+				sleep_ms(1);
 				continue;
 			}
 			fprintf(stderr, "  stress task %d: mmap %s: %s\n", getpid(), sz(len),
@@ -1720,8 +1431,8 @@ static int case_odirect(const struct target *t, const char *arg)
 	CHECK(!parse_size(arg, &size) && size && !(size % page), "bad I/O size '%s'", arg);
 	len = ODIRECT_CHUNKS * size;
 	TRY(find_node(t, &n));
-	TRY(find_disk(disk_a_bdf(), a_dev, sizeof(a_dev)));
-	TRY(find_disk(disk_b_bdf(), b_dev, sizeof(b_dev)));
+	TRY(find_disk(rig_bdf("DISK_A"), a_dev, sizeof(a_dev)));
+	TRY(find_disk(rig_bdf("DISK_B"), b_dev, sizeof(b_dev)));
 	afd = open_blockdev(a_dev);
 	CHECK(afd >= 0, "open %s O_DIRECT: %s", a_dev, strerror(errno));
 	bfd = open_blockdev(b_dev);
@@ -1877,7 +1588,7 @@ static int case_unbind_sigbus(const struct target *t, const char *arg)
  * Ask the host (scripts/vm) to act on the VM: "unplug ID", "plug ID",
  * "throttle ID BYTES_PER_S". The host answers "ok" or "error <why>".
  */
-static int __attribute__((format(printf, 1, 2))) host_cmd(const char *fmt, ...)
+static int __printf(1, 2) host_cmd(const char *fmt, ...)
 {
 	char cmd[128], reply[256];
 	struct termios tio;
@@ -1927,13 +1638,11 @@ static int case_host(const struct target *t, const char *cmd)
 
 static int wait_pci(const char *bdf, bool present, const char *after)
 {
-	for (int ms = 0; ms < HOTPLUG_TIMEOUT_MS; ms += 100) {
-		if (existsf(SYSFS_PCI "/devices/%s", bdf) == present)
-			return R_PASS;
-		sleep_ms(100);
-	}
-	return fail("PCI device %s %s %d s after %s", bdf, present ? "did not appear" : "still there",
-		    HOTPLUG_TIMEOUT_MS / 1000, after);
+	CHECK(wait_until(existsf(SYSFS_PCI "/devices/%s", bdf) == present, HOTPLUG_TIMEOUT_MS,
+			 WAIT_STEP_MS),
+	      "PCI device %s %s %d s after %s", bdf, present ? "did not appear" : "still there",
+	      HOTPLUG_TIMEOUT_MS / 1000, after);
+	return R_PASS;
 }
 
 /* ---- case: bind-cycles -------------------------------------------------- */
@@ -2038,12 +1747,7 @@ static int unbind_during_read(const struct target *t, const struct node *n,
 	int ret;
 
 	CHECK(!pthread_create(&th, NULL, reader_thread, r), "pthread_create failed");
-	for (int ms = 0; ms < 5000 && !reader_done(r); ms += 5) {
-		inflight = inflight_reads(r->dev);
-		if (inflight > 0)
-			break;
-		sleep_ms(5);
-	}
+	wait_until(reader_done(r) || (inflight = inflight_reads(r->dev)) > 0, 5000, WAIT_STEP_MS);
 	sleep_ms(200);
 	if (inflight <= 0 || reader_done(r)) {
 		pthread_join(th, NULL);
@@ -2077,7 +1781,7 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 	TRY(find_node(t, &n));
 	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
 	TRY(get_avail(t->bdf, &before));
-	TRY(find_disk(disk_b_bdf(), r.dev, sizeof(r.dev)));
+	TRY(find_disk(rig_bdf("DISK_B"), r.dev, sizeof(r.dev)));
 	r.fd = open_blockdev(r.dev);
 	CHECK(r.fd >= 0, "open %s O_DIRECT: %s", r.dev, strerror(errno));
 	TRY(open_node(&n, &fd));
@@ -2108,6 +1812,15 @@ static int unplug_device(const struct target *t, const char *drv)
 	return wait_pci(t->bdf, false, "device_del");
 }
 
+/* Whether @bdf is bound to a driver (into @drv); if not, probe it again */
+static bool bound_or_probe(const char *bdf, char *drv, size_t len)
+{
+	if (!driver_of(bdf, drv, len))
+		return true;
+	write_str(SYSFS_PCI "/drivers_probe", bdf);
+	return false;
+}
+
 static int plug_device(const struct target *t, const char *drv)
 {
 	char now[64] = "";
@@ -2122,11 +1835,7 @@ static int plug_device(const struct target *t, const char *drv)
 	 * override and probe until it is bound.
 	 */
 	TRY(set_override(t->bdf, MODULE_NAME));
-	for (int ms = 0; ms < HOTPLUG_TIMEOUT_MS && driver_of(t->bdf, now, sizeof(now));
-	     ms += 100) {
-		write_str(SYSFS_PCI "/drivers_probe", t->bdf);
-		sleep_ms(100);
-	}
+	wait_until(bound_or_probe(t->bdf, now, sizeof(now)), HOTPLUG_TIMEOUT_MS, 100);
 	CHECK(!strcmp(now, MODULE_NAME), "%s not bound to " MODULE_NAME " %d s after device_add",
 	      t->bdf, HOTPLUG_TIMEOUT_MS / 1000);
 	return R_PASS;
@@ -2143,7 +1852,8 @@ static int case_hotunplug(const struct target *t, const char *arg)
 	};
 
 	(void)arg;
-	CHECK(t->role, "%s is not a device of the rig: hot-unplug needs cmb or ivshmem", t->bdf);
+	CHECK(t->index < NR_RIG_TARGETS,
+	      "%s is not a device of the rig: hot-unplug needs cmb or ivshmem", t->bdf);
 	return take_away(t, &hotplug);
 }
 
@@ -2170,11 +1880,12 @@ static int expect_rmmod_busy(const char *ko, const char *state)
 static int restore_nodes(const struct node *old, int cnt)
 {
 	for (int i = 0; i < cnt; i++) {
-		struct target t = { .label = old[i].name, .bar = -1 };
+		struct target t = { .bar = -1 };
 		struct node n;
 		char drv[64];
 		double secs;
 
+		scopy(t.label, sizeof(t.label), old[i].name);
 		scopy(t.bdf, sizeof(t.bdf), old[i].bdf);
 		/* driver_override normally rebinds our devices at insmod; else probe */
 		if (!old[i].pool && driver_of(t.bdf, drv, sizeof(drv)))
@@ -2210,10 +1921,7 @@ static int case_rmmod_busy(const struct target *t, const char *arg)
 	CHECK(!munmap(p, page), "munmap: %s", strerror(errno));
 
 	/* the last file reference may drop a moment later (deferred fput) */
-	for (int ms = 0; ms < 2000 && rmmod(MODULE_NAME); ms += 50) {
-		err = errno;
-		sleep_ms(50);
-	}
+	wait_until(!(err = rmmod(MODULE_NAME) ? errno : 0), 2000, WAIT_STEP_MS);
 	CHECK(!module_loaded(), "rmmod after close and munmap failed: %s", ename(err));
 	note("rmmod succeeded");
 	for (int i = 0; i < cnt; i++)
@@ -2246,13 +1954,14 @@ static long long module_refcnt(void)
 	return read_u64f(&v, "/sys/module/" MODULE_NAME "/refcnt") ? -1 : (long long)v;
 }
 
-static void state_scan(struct state *st)
+static struct state *state_scan(struct state *st)
 {
 	st->np = avail_scan(st->prov, MAX_PROVIDERS);
 	st->nn = node_scan(NULL, st->nodes, MAX_NODES, false);
 	if (st->nn > MAX_NODES)
 		st->nn = MAX_NODES;
 	st->refcnt = module_refcnt();
+	return st;
 }
 
 static int state_load(const char *file, struct state *st)
@@ -2376,26 +2085,15 @@ static int case_leak_check(const struct target *t, const char *file)
 	(void)t;
 	TRY(state_load(file, &want));
 	TRY(avail_compare(want.prov, want.np, "compared with the snapshot"));
-	for (int ms = 0; ms < NODE_TIMEOUT_MS; ms += 100) {
-		state_scan(&have);
-		why = nodes_differ(&want, &have);
-		if (!*why)
-			break;
-		sleep_ms(100);
-	}
-	CHECK(!*why, "node list: %s", why);
-	for (int ms = 0; ms < AVAIL_TIMEOUT_MS && have.refcnt != want.refcnt; ms += 100) {
-		sleep_ms(100);
-		have.refcnt = module_refcnt();
-	}
-	CHECK(have.refcnt == want.refcnt, MODULE_NAME " refcnt %lld, expected %lld", have.refcnt,
-	      want.refcnt);
-	for (int i = 0; i < 5; i++) {
-		if (!dstate_tasks(list, sizeof(list)))
-			return R_PASS;
-		sleep_ms(1000);
-	}
-	return fail("tasks stuck in D state: %s", list);
+	CHECK(wait_until(!*(why = nodes_differ(&want, state_scan(&have))), NODE_TIMEOUT_MS,
+			 WAIT_STEP_MS), "node list: %s", why);
+	CHECK(wait_until((have.refcnt = module_refcnt()) == want.refcnt, AVAIL_TIMEOUT_MS,
+			 WAIT_STEP_MS),
+	      MODULE_NAME " refcnt %lld, expected %lld", have.refcnt, want.refcnt);
+	/* a look reads the state of every task: once a second */
+	CHECK(wait_until(!dstate_tasks(list, sizeof(list)), 5000, 1000),
+	      "tasks stuck in D state: %s", list);
+	return R_PASS;
 }
 
 static int case_list(const struct target *t, const char *arg)
@@ -2412,7 +2110,7 @@ static int case_list(const struct target *t, const char *arg)
 		unsigned long long avail;
 		char av[32] = "-";
 
-		if (!read_u64f(&avail, SYSFS_PCI "/devices/%s/p2pmem/available", nodes[i].bdf))
+		if (!read_avail(nodes[i].bdf, &avail))
 			snprintf(av, sizeof(av), "%s", sz(avail));
 		printf("%-14s %-13s %-7s %-4llu %-11llu %-8s %s\n", nodes[i].dev, nodes[i].bdf,
 		       nodes[i].mode, nodes[i].bar, nodes[i].bar_offset, sz(nodes[i].size), av);
@@ -2420,8 +2118,8 @@ static int case_list(const struct target *t, const char *arg)
 	if (!cnt)
 		printf("(no /dev/p2pmem* nodes)\n");
 	printf("disk A: %s (PCI %s)   disk B: %s (PCI %s)\n",
-	       disk_of_bdf(disk_a_bdf(), a, sizeof(a)) ? a : "none", disk_a_bdf(),
-	       disk_of_bdf(disk_b_bdf(), b, sizeof(b)) ? b : "none", disk_b_bdf());
+	       disk_of_bdf(rig_bdf("DISK_A"), a, sizeof(a)) ? a : "none", rig_bdf("DISK_A"),
+	       disk_of_bdf(rig_bdf("DISK_B"), b, sizeof(b)) ? b : "none", rig_bdf("DISK_B"));
 	return R_PASS;
 }
 
@@ -2488,14 +2186,12 @@ static const struct subcmd subcmds[] = {
 	  "(helper) show the nodes, their PCI parents and the disks" },
 };
 
-#define NR_SUBCMDS (sizeof(subcmds) / sizeof(subcmds[0]))
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: p2pmem-check CASE [ARGS]\n"
 		"TARGET: cmb | ivshmem | a PCI address (env P2PMEM_CMB_BDF, P2PMEM_IVSHMEM_BDF,\n"
 		"        P2PMEM_DISK_A_BDF, P2PMEM_DISK_B_BDF, P2PMEM_KO override the defaults)\n");
-	for (size_t i = 0; i < NR_SUBCMDS; i++)
+	for (size_t i = 0; i < ARRAY_SIZE(subcmds); i++)
 		fprintf(f, "  %-15s %-12s %s\n", subcmds[i].name, subcmds[i].args,
 			subcmds[i].help);
 }
@@ -2512,7 +2208,7 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
-	for (size_t i = 0; i < NR_SUBCMDS && !sc; i++)
+	for (size_t i = 0; i < ARRAY_SIZE(subcmds) && !sc; i++)
 		if (!strcmp(argv[1], subcmds[i].name))
 			sc = &subcmds[i];
 	if (!sc) {
@@ -2521,7 +2217,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	snprintf(case_name, sizeof(case_name), "%s", sc->name);
+	set_case("%s", sc->name);
 	want = !sc->args[0] ? 0 : strchr(sc->args, ' ') ? 2 : 1;
 	if (argc - 2 != want) {
 		r = fail("usage: p2pmem-check %s %s", sc->name, sc->args);
@@ -2532,8 +2228,7 @@ int main(int argc, char **argv)
 		if (!strncmp(sc->args, "TARGET", 6)) {
 			t = &tgt;
 			arg = want == 2 ? argv[3] : NULL;
-			snprintf(case_name, sizeof(case_name), "%s%s%s-%s", sc->name,
-				 arg ? "-" : "", arg ? arg : "", t->label);
+			set_case("%s%s%s-%s", sc->name, arg ? "-" : "", arg ? arg : "", t->label);
 		} else if (want) {
 			arg = argv[2];
 		}
