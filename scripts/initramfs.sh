@@ -5,7 +5,8 @@
 #
 # busybox-static with every applet, tests/guest/init as /init, every
 # tests/guest/*.c compiled statically to /tests/<name>, tests/guest/*.sh in
-# /tests/, the series' kselftest as /tests/p2pmem_pci_test, and on a kernel
+# /tests/, the series' kselftest as /tests/p2pmem_pci_test and its tool
+# /tests/p2pmem_reach, and on a kernel
 # with CONFIG_P2PMEM_PCI=m the module as /lib/modules/p2pmem_pci.ko, with
 # the rig's own modules (tests/guest/modules) built against the kernel.
 
@@ -74,17 +75,23 @@ build_test_modules() {
 	install -m 0644 "$mdir"/*.ko "$1/"
 }
 
-# build_kselftest DIR: the series' kselftest, built statically with its own
-# Makefile (make -C tools/testing/selftests TARGETS=...), into DIR
+# build_kselftest DIR: the series' kselftest and its tool, built statically
+# with their Makefile (make -C tools/testing/selftests TARGETS=...), into DIR
 build_kselftest() {
 	local src=$KTREE/tools/testing/selftests/$KSELFTEST_DIR klog kout=$VM_DIR/kselftest
 	[[ -f $src/Makefile ]] ||
 		die "$src is missing: the kernel tree $KTREE lacks the series (run scripts/apply)"
 	klog=$(log_file "kselftest-build")
+	# against the uapi headers of the same tree (kselftest's "make headers")
+	make -C "$KTREE" O="$kout/uapi" headers >>"$klog" 2>&1 || {
+		show_log_tail "$klog"
+		die "make headers of $KTREE failed (errors above)"
+	}
 	make -C "$KTREE/tools/testing/selftests" TARGETS="$KSELFTEST_DIR" O="$kout" \
-		USERLDFLAGS=-static >>"$klog" 2>&1 || {
+		KHDR_INCLUDES="-isystem $kout/uapi/usr/include" USERLDFLAGS=-static >>"$klog" 2>&1 || {
 		show_log_tail "$klog"
 		die "building the kselftest $KSELFTEST_DIR failed (errors above)"
 	}
-	install -m 0755 "$kout/kselftest/$KSELFTEST_DIR/p2pmem_pci_test" "$1/"
+	install -m 0755 "$kout/kselftest/$KSELFTEST_DIR/p2pmem_pci_test" \
+		"$kout/kselftest/$KSELFTEST_DIR/p2pmem_reach" "$1/"
 }

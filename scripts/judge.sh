@@ -1,14 +1,15 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # set by scripts/vm, which sources this file
 # judge.sh - turn a guest console log into results.  Sourced by scripts/vm;
-# needs console, results, mode, variant, timeout_s, qemu_log, poweroff_hung
-# and POWEROFF_GRACE.
+# needs console, results, run, mode, topology, timeout_s, qemu_log,
+# poweroff_hung and POWEROFF_GRACE.
 #
 # The guest prints "P2PMEM-RESULT: PASS|FAIL|SKIP <case> [reason]" lines
 # and "P2PMEM-DONE" before powering off.  The judge adds vm-completed
 # (P2PMEM-DONE seen, the guest powered off in time), guest-log-clean (no
 # kernel splat but those tests/known-splats lists, each a known-splat/<name>
-# skip), and in test mode suite-complete (the suite reached its last case).
+# skip), in test mode suite-complete (the suite reached its last case), in
+# bench mode bench-complete, in reach mode reach-complete.
 
 # Kernel splats: any of these in the guest console fails guest-log-clean.
 SPLAT_RE='BUG:|WARNING:|KASAN:|UBSAN:|ODEBUG:|\bOops\b|general protection fault|possible circular locking|inconsistent lock state|INFO: task .* blocked|kmemleak:.*(unreferenced|suspected memory leak)|unreferenced object 0x|Call Trace:'
@@ -90,6 +91,9 @@ judge() {
 	if [[ $mode == bench ]] && ! grep -q $'^[A-Z]*\tbench-complete\t' "$results"; then
 		result "$results" FAIL bench-complete "the benchmark did not finish (no bench-complete line): see $console"
 	fi
+	if [[ $mode == reach ]] && ! grep -q $'^[A-Z]*\treach-'"$topology"$'\t' "$results"; then
+		result "$results" FAIL reach-complete "the guest did not get to its verdict (reach-$topology): see $console"
+	fi
 
 	if [[ -n $poweroff_hung ]]; then
 		result "$results" FAIL vm-completed "the guest did not power off within ${POWEROFF_GRACE}s of P2PMEM-DONE (stuck in the kernel? see $console); QEMU killed"
@@ -115,5 +119,5 @@ judge() {
 		result "$results" FAIL guest-log-clean "kernel splat in $console:"
 		printf '%s\n' "$splats" | head -n 20 | sed 's/^/         /'
 	fi
-	summary "$results" "$variant-$mode"
+	summary "$results" "$run"
 }

@@ -1,19 +1,30 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034 # used by scripts/vm and scripts/agent.sh, which source it
+# shellcheck disable=SC2034,SC2054 # used by scripts/vm and scripts/agent.sh, which source it; QEMU's values are comma-separated
 # topology.sh - the test VM's platform: its devices, ids and PCI slots, in
 # this one place.  Sourced by scripts/vm (QEMU's command line) and
 # scripts/agent.sh (hot-plug); needs VM_DIR (where the disk images live).
+# set_topology picks one of TOPOLOGIES.
 #
 # Behind one PCIe switch (root port rp1, switch up1, downstream ports dn1-3):
 #   role cmb      dn1  NVMe with a 64 MiB CMB: the pool node, and disk A
 #   role disk     dn2  a plain NVMe: disk B
 #   role ivshmem  dn3  ivshmem-plain with a 64 MiB BAR2: device memory once
 #                      bound to p2pmem_pci
+# That is topology "switch", where every test runs.  The others differ in
+# how disk B reaches the memory of the cmb and ivshmem devices, for the
+# reachability query (P2PMEM_IOC_REACH, scripts/vm --mode reach):
+#   rootport       disk B behind a root port of its own (rp2): the path
+#                  goes through the host bridge, which QEMU's default CPU
+#                  (qemu64, AMD family 15h) and q35's host bridge (8086:29c0,
+#                  not on the kernel's allowlist) do not allow
+#   rootport-epyc  the same with an AMD EPYC CPU (family 17h, Zen), which
+#                  the kernel trusts to route peer-to-peer DMA: allowed
 # The guest finds them by identity, not by address (tests/guest/lib.sh,
 # find_devices): the NVMe controllers by the serials that platform_cmdline
 # puts on the kernel command line, ivshmem by its PCI ID 1af4:1110.  Tests
 # name them by role to the host agent ("unplug cmb", "throttle disk 0").
 
+TOPOLOGIES="switch rootport rootport-epyc"
 CMB_SERIAL=p2pmem-cmb CMB_ID=nv0 CMB_DRIVE_ID=d0
 DISK_SERIAL=p2pmem-disk DISK_DRIVE_ID=d1
 IVSHMEM_ID=iv0 IVSHMEM_SIZE=64M
@@ -25,7 +36,8 @@ CMB_DRIVE="if=none,id=$CMB_DRIVE_ID,format=raw,file=${DISK_IMAGES[0]}"
 CMB_DEV=nvme,id=$CMB_ID,drive=$CMB_DRIVE_ID,serial=$CMB_SERIAL,bus=dn1,cmb_size_mb=64
 IVSHMEM_DEV=ivshmem-plain,id=$IVSHMEM_ID,memdev=hm,bus=dn3
 
-# shellcheck disable=SC2054 # QEMU's option values are comma-separated
+DISK_DEV=nvme,id=nv1,drive=$DISK_DRIVE_ID,serial=$DISK_SERIAL
+
 platform=(-machine q35 -m 2G -smp 2
 	-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off
 	-drive "$CMB_DRIVE"
@@ -36,7 +48,26 @@ platform=(-machine q35 -m 2G -smp 2
 	-device xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=0
 	-device xio3130-downstream,id=dn3,bus=up1,chassis=4,slot=0
 	-device "$CMB_DEV"
-	-device "nvme,id=nv1,drive=$DISK_DRIVE_ID,serial=$DISK_SERIAL,bus=dn2"
 	-object "memory-backend-ram,id=hm,size=$IVSHMEM_SIZE"
 	-device "$IVSHMEM_DEV")
-platform_cmdline="p2pmem.cmb_serial=$CMB_SERIAL p2pmem.disk_serial=$DISK_SERIAL"
+# set_topology NAME: add where disk B sits (and the CPU) to platform, and
+# set platform_cmdline, which tells the guest the serials and what
+# P2PMEM_IOC_REACH must answer for node role x disk (A: the cmb device's
+# namespace, B: the disk's), as tests/guest/reach.sh checks it
+set_topology() {
+	local reach
+	case $1 in
+	switch)
+		platform+=(-device "$DISK_DEV,bus=dn2")
+		reach=cmb-a:bus-address,cmb-b:bus-address,ivshmem-a:bus-address,ivshmem-b:bus-address ;;
+	rootport | rootport-epyc)
+		platform+=(-device pcie-root-port,id=rp2,chassis=5,slot=2 -device "$DISK_DEV,bus=rp2")
+		reach=cmb-a:bus-address,cmb-b:not-supported,ivshmem-a:bus-address,ivshmem-b:not-supported
+		if [[ $1 == rootport-epyc ]]; then
+			platform+=(-cpu EPYC)
+			reach=${reach//not-supported/host-bridge}
+		fi ;;
+	*) die "unknown topology '$1': one of $TOPOLOGIES" ;;
+	esac
+	platform_cmdline="p2pmem.cmb_serial=$CMB_SERIAL p2pmem.disk_serial=$DISK_SERIAL p2pmem.topology=$1 p2pmem.reach=$reach"
+}

@@ -66,6 +66,17 @@ node_of() {
 	dev_for "$1" device /sys/class/misc/p2pmem*
 }
 
+# cmdline_arg NAME: the value of NAME=VALUE on the kernel command line
+cmdline_arg() {
+	read -r c_line </proc/cmdline
+	for c_arg in $c_line; do
+		case $c_arg in
+		"$1"=*) echo "${c_arg#*=}" && return 0 ;;
+		esac
+	done
+	return 1
+}
+
 # nvme_by_serial SERIAL: the PCI address of the NVMe controller with SERIAL
 nvme_by_serial() {
 	for n_dir in /sys/class/nvme/nvme*; do
@@ -98,14 +109,8 @@ found_devices() {
 # set and export P2PMEM_*_BDF (those already set are kept). The
 # controllers are probed asynchronously: wait for them up to 30 s.
 find_devices() {
-	f_cmb='' f_disk=''
-	read -r f_cmdline </proc/cmdline
-	for f_arg in $f_cmdline; do
-		case $f_arg in
-		p2pmem.cmb_serial=*) f_cmb=${f_arg#*=} ;;
-		p2pmem.disk_serial=*) f_disk=${f_arg#*=} ;;
-		esac
-	done
+	f_cmb=$(cmdline_arg p2pmem.cmb_serial)
+	f_disk=$(cmdline_arg p2pmem.disk_serial)
 	wait_until 30 found_devices
 	[ -n "$IVSHMEM_BDF" ] || IVSHMEM_BDF=$(pci_by_id 0x1af4 0x1110) || IVSHMEM_BDF=
 	[ -n "$DISK_A_BDF" ] || DISK_A_BDF=$CMB_BDF

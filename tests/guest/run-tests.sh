@@ -268,6 +268,7 @@ main() {
 		run_suite "kselftest-$t" sh "$TESTS/kselftest.sh" "$t"
 	done
 	DEADLINE=
+	run_suite reach sh "$TESTS/reach.sh"
 	check_case bar-alias ivshmem
 	run_case bind-new-id-ivshmem sh "$TESTS/new-id.sh"
 	check_case no-stale-data cmb
