@@ -78,10 +78,14 @@ for f in $cmb $ivshmem $a $b; do
 	chgrp "$USER_ID" "$f" && chmod g+rw "$f"
 done
 
-echo "--- $REACH --verify (topology $topology)" >&2
-"$REACH" --verify >&2
-"$REACH" --json --verify "$cmb" "$ivshmem" -- "$a" "$b" >"$OUT.root"
-su -s /bin/sh p2pmem -c "$REACH --json --verify $cmb $ivshmem -- $a $b" >"$OUT.user"
+args="--verify --node $cmb --node $ivshmem --blockdev $a --blockdev $b"
+echo "--- p2pmem_reach $args (topology $topology)" >&2
+# shellcheck disable=SC2086 # args is words
+"$REACH" $args >&2
+# shellcheck disable=SC2086
+"$REACH" --json $args >"$OUT.root"
+su -s /bin/sh p2pmem -c "$REACH --json $args" >"$OUT.user"
+echo "--- the same as user p2pmem (uid $USER_ID)" >&2
 cat "$OUT.user" >&2
 
 check_pair cmb "$cmb" a "$a"
