@@ -31,7 +31,6 @@
 
 #define KIB	1024ULL
 #define MIB	(1024ULL * KIB)
-#define GIB	(1024ULL * MIB)
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define __printf(a, b)	__attribute__((format(printf, a, b)))
@@ -75,7 +74,9 @@ static inline const char *ename(int e)
  */
 static inline int parse_size(const char *s, unsigned long long *out)
 {
+	static const char units[] = "kmg";
 	unsigned long long v, mult = 1;
+	const char *u;
 	int base = 10;
 	char *end;
 
@@ -87,19 +88,10 @@ static inline int parse_size(const char *s, unsigned long long *out)
 	v = strtoull(s, &end, base);
 	if (errno || end == s)
 		return -1;
-	switch (*end) {
-	case 'k': case 'K':
-		mult = KIB;
+	u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+	if (u) {
+		mult <<= 10 * (u - units + 1);
 		end++;
-		break;
-	case 'm': case 'M':
-		mult = MIB;
-		end++;
-		break;
-	case 'g': case 'G':
-		mult = GIB;
-		end++;
-		break;
 	}
 	if (*end || v > ULLONG_MAX / mult)
 		return -1;
@@ -110,22 +102,33 @@ static inline int parse_size(const char *s, unsigned long long *out)
 /* sz() - "64 MiB", "4 KiB", "1000 B", "0" for messages: 8 buffers used in turn */
 static inline const char *sz(unsigned long long v)
 {
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB" };
 	static char buf[8][32];
 	static int i;
+	int u = 3;
 
 	i = (i + 1) % 8;
 	if (!v)
 		return "0";
-	if (v >= GIB && !(v % GIB))
-		snprintf(buf[i], sizeof(buf[i]), "%llu GiB", v / GIB);
-	else if (v >= MIB && !(v % MIB))
-		snprintf(buf[i], sizeof(buf[i]), "%llu MiB", v / MIB);
-	else if (v >= KIB && !(v % KIB))
-		snprintf(buf[i], sizeof(buf[i]), "%llu KiB", v / KIB);
-	else
-		snprintf(buf[i], sizeof(buf[i]), "%llu B", v);
+	while (v % (1ULL << (10 * u)))
+		u--;
+	snprintf(buf[i], sizeof(buf[i]), "%llu %s", v >> (10 * u), units[u]);
 	return buf[i];
 }
+
+/*
+ * FORMAT_ARGS() - in a function whose last arguments are (@fmt, ...), format
+ * them into the array @buf. Return: 0, or -1 with errno ENAMETOOLONG.
+ */
+#define FORMAT_ARGS(buf, fmt) ({					\
+	va_list ap_;							\
+	int n_;								\
+									\
+	va_start(ap_, fmt);						\
+	n_ = vsnprintf(buf, sizeof(buf), fmt, ap_);			\
+	va_end(ap_);							\
+	n_ >= (int)sizeof(buf) ? (errno = ENAMETOOLONG, -1) : 0;	\
+})
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -145,19 +148,8 @@ static char reason[512];
 /* set_case() - start the case named by @fmt: no reason yet */
 static inline void __printf(1, 2) set_case(const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(case_name, sizeof(case_name), fmt, ap);
-	va_end(ap);
+	FORMAT_ARGS(case_name, fmt);
 	reason[0] = '\0';
-}
-
-static inline void vnote(const char *prefix, const char *fmt, va_list ap)
-{
-	fprintf(stderr, "  [%s] %s", case_name, prefix);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
 }
 
 /* note() - a diagnostic line of the case on stderr */
@@ -165,9 +157,11 @@ static inline void __printf(1, 2) note(const char *fmt, ...)
 {
 	va_list ap;
 
+	fprintf(stderr, "  [%s] ", case_name);
 	va_start(ap, fmt);
-	vnote("", fmt, ap);
+	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+	fputc('\n', stderr);
 }
 
 /**
@@ -176,15 +170,12 @@ static inline void __printf(1, 2) note(const char *fmt, ...)
  */
 static inline int __printf(1, 2) fail(const char *fmt, ...)
 {
-	va_list ap;
+	char msg[4096];
 
-	va_start(ap, fmt);
+	FORMAT_ARGS(msg, fmt);
 	if (!reason[0])
-		vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	va_start(ap, fmt);
-	vnote("FAIL: ", fmt, ap);
-	va_end(ap);
+		scopy(reason, sizeof(reason), msg);
+	note("FAIL: %s", msg);
 	return R_FAIL;
 }
 
@@ -194,11 +185,7 @@ static inline int __printf(1, 2) fail(const char *fmt, ...)
  */
 static inline int __printf(1, 2) skip(const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
+	FORMAT_ARGS(reason, fmt);
 	return R_SKIP;
 }
 
@@ -263,20 +250,6 @@ static inline uint64_t new_seed(void)
 
 /* ---- sysfs and procfs --------------------------------------------------- */
 
-/*
- * FORMAT_PATH() - in a function whose last arguments are (@fmt, ...), format
- * them into the array @path. Return: 0, or -1 with errno ENAMETOOLONG.
- */
-#define FORMAT_PATH(path, fmt) ({					\
-	va_list ap_;							\
-	int n_;								\
-									\
-	va_start(ap_, fmt);						\
-	n_ = vsnprintf(path, sizeof(path), fmt, ap_);			\
-	va_end(ap_);							\
-	n_ >= (int)sizeof(path) ? (errno = ENAMETOOLONG, -1) : 0;	\
-})
-
 /**
  * read_strf() - read the file named by @fmt into @buf of @len bytes, without
  * its trailing white space (a sysfs value's newline)
@@ -288,7 +261,7 @@ static inline int __printf(3, 4) read_strf(char *buf, size_t len, const char *fm
 	ssize_t n;
 	int fd, err;
 
-	if (FORMAT_PATH(path, fmt))
+	if (FORMAT_ARGS(path, fmt))
 		return -1;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -315,7 +288,7 @@ static inline int __printf(2, 3) read_u64f(unsigned long long *v, const char *fm
 {
 	char path[PATH_MAX], buf[64], *end;
 
-	if (FORMAT_PATH(path, fmt) || read_strf(buf, sizeof(buf), "%s", path))
+	if (FORMAT_ARGS(path, fmt) || read_strf(buf, sizeof(buf), "%s", path))
 		return -1;
 	errno = 0;
 	*v = strtoull(buf, &end, 10);
@@ -347,7 +320,7 @@ static inline bool __printf(1, 2) existsf(const char *fmt, ...)
 {
 	char path[PATH_MAX];
 
-	return !FORMAT_PATH(path, fmt) && !access(path, F_OK);
+	return !FORMAT_ARGS(path, fmt) && !access(path, F_OK);
 }
 
 /**
@@ -360,7 +333,7 @@ static inline int __printf(3, 4) link_namef(char *out, size_t len, const char *f
 	char path[PATH_MAX], target[PATH_MAX], *base;
 	ssize_t n;
 
-	if (FORMAT_PATH(path, fmt))
+	if (FORMAT_ARGS(path, fmt))
 		return -1;
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)
@@ -619,24 +592,17 @@ static inline void pattern_fill(void *buf, size_t len, uint64_t seed)
 	prng_fill(buf, len, &state);
 }
 
-static inline long long pattern_mismatch(const void *buf, size_t len, uint64_t seed)
-{
-	uint64_t state = prng_init(seed);
-
-	return prng_mismatch(buf, len, &state);
-}
-
 /* Return: offset of the first byte that differs, or -1. */
 static inline long long first_diff(const void *a, const void *b, size_t len)
 {
 	const unsigned char *x = a, *y = b;
+	size_t i = 0;
 
 	if (!memcmp(a, b, len))
 		return -1;
-	for (size_t i = 0; i < len; i++)
-		if (x[i] != y[i])
-			return (long long)i;
-	return -1;
+	while (x[i] == y[i])
+		i++;
+	return (long long)i;
 }
 
 /* Return: offset of the first non-zero 8-byte word, or -1. */
@@ -703,12 +669,7 @@ static inline int open_blockdev(const char *path)
 
 static inline int blockdev_size(int fd, unsigned long long *size)
 {
-	uint64_t v;
-
-	if (ioctl(fd, BLKGETSIZE64, &v))
-		return -1;
-	*size = v;
-	return 0;
+	return ioctl(fd, BLKGETSIZE64, size) ? -1 : 0;	/* it stores a u64 */
 }
 
 /* Page-aligned host memory for O_DIRECT; NULL on failure. */

@@ -75,12 +75,19 @@ static void usage(FILE *f)
 		"Sizes accept k, m, g suffixes.\n");
 }
 
-static void die_usage(const char *fmt, const char *arg)
+#define HINT	"\n(p2pcopy --help shows the usage)"
+
+/* "p2pcopy: <message>" on stderr, then exit(@code) */
+static void __printf(2, 3) __attribute__((noreturn)) die(int code, const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "p2pcopy: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(p2pcopy --help shows the usage)\n");
-	exit(2);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
 }
 
 static unsigned long long size_arg(const char *opt, const char *val)
@@ -88,7 +95,7 @@ static unsigned long long size_arg(const char *opt, const char *val)
 	unsigned long long v;
 
 	if (parse_size(val, &v))
-		die_usage("%s needs a size like 4096, 4k, 1m or 1g", opt);
+		die(2, "%s needs a size like 4096, 4k, 1m or 1g" HINT, opt);
 	return v;
 }
 
@@ -138,23 +145,23 @@ static void parse_args(struct cfg *c, int argc, char **argv)
 
 	npos = argc - optind;
 	if (npos < 2 || npos > 3)
-		die_usage("expected SRC DST [P2PMEM_FILE], got %s positional arguments",
-			  npos < 2 ? "fewer than 2" : "more than 3");
+		die(2, "expected SRC DST [P2PMEM_FILE], got %s positional arguments" HINT,
+		    npos < 2 ? "fewer than 2" : "more than 3");
 	c->src_path = argv[optind];
 	c->dst_path = argv[optind + 1];
 	c->p2p_path = npos == 3 ? argv[optind + 2] : NULL;
 
 	if (!c->chunks || !c->chunk_size || !c->threads)
-		die_usage("%s must not be zero", "--chunks, --chunk_size and --threads");
+		die(2, "--chunks, --chunk_size and --threads must not be zero" HINT);
 	if (c->chunks % c->threads)
-		die_usage("%s", "--chunks must be a multiple of --threads");
+		die(2, "--chunks must be a multiple of --threads" HINT);
 	if (c->p2p_path && c->chunk_size % sysconf(_SC_PAGESIZE))
-		die_usage("%s", "--chunk_size must be a multiple of the page size with a P2PMEM_FILE");
+		die(2, "--chunk_size must be a multiple of the page size with a P2PMEM_FILE" HINT);
 	if (c->chunks > ULLONG_MAX / c->chunk_size ||
 	    c->threads > SIZE_MAX / c->chunk_size)
-		die_usage("%s", "--chunks * --chunk_size is too large");
+		die(2, "--chunks * --chunk_size is too large" HINT);
 	if (!c->p2p_path && c->offset)
-		die_usage("%s", "--offset is only valid with a P2PMEM_FILE");
+		die(2, "--offset is only valid with a P2PMEM_FILE" HINT);
 	c->size = c->chunks * c->chunk_size;
 	c->map_len = c->threads * c->chunk_size;
 }
@@ -163,14 +170,10 @@ static int open_dev(const char *path, unsigned long long *size)
 {
 	int fd = open_blockdev(path);
 
-	if (fd < 0 && errno == ENOTBLK) {
-		fprintf(stderr, "p2pcopy: %s is not a block device\n", path);
-		exit(2);
-	}
-	if (fd < 0 || blockdev_size(fd, size)) {
-		fprintf(stderr, "p2pcopy: %s: %s\n", path, strerror(errno));
-		exit(1);
-	}
+	if (fd < 0 && errno == ENOTBLK)
+		die(2, "%s is not a block device", path);
+	if (fd < 0 || blockdev_size(fd, size))
+		die(1, "%s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -180,42 +183,32 @@ static void open_files(struct cfg *c)
 
 	c->src_fd = open_dev(c->src_path, &c->src_size);
 	c->dst_fd = open_dev(c->dst_path, &c->dst_size);
-	if (c->src_size < c->size || c->dst_size < c->size) {
-		fprintf(stderr, "p2pcopy: %s and %s must each hold --chunks * --chunk_size = %llu bytes\n",
-			c->src_path, c->dst_path, c->size);
-		exit(2);
-	}
+	if (c->src_size < c->size || c->dst_size < c->size)
+		die(2, "%s and %s must each hold --chunks * --chunk_size = %llu bytes",
+		    c->src_path, c->dst_path, c->size);
 	if (c->check && !fstat(c->src_fd, &s) && !fstat(c->dst_fd, &d) &&
-	    s.st_rdev == d.st_rdev) {
-		fprintf(stderr, "p2pcopy: --check needs two different devices\n");
-		exit(2);
-	}
+	    s.st_rdev == d.st_rdev)
+		die(2, "--check needs two different devices");
 	if (!c->p2p_path)
 		return;
 	c->p2p_fd = open(c->p2p_path, O_RDWR | O_TRUNC | O_CLOEXEC);
-	if (c->p2p_fd < 0) {
-		fprintf(stderr, "p2pcopy: open %s: %s\n", c->p2p_path, strerror(errno));
-		exit(1);
-	}
+	if (c->p2p_fd < 0)
+		die(1, "open %s: %s", c->p2p_path, strerror(errno));
 }
 
 static void map_buffer(struct cfg *c)
 {
 	if (!c->p2p_path) {
 		c->buf = alloc_aligned(c->map_len);
-		if (!c->buf) {
-			fprintf(stderr, "p2pcopy: cannot allocate %zu bytes\n", c->map_len);
-			exit(1);
-		}
+		if (!c->buf)
+			die(1, "cannot allocate %zu bytes", c->map_len);
 		return;
 	}
 	c->buf = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      c->p2p_fd, (off_t)c->offset);
-	if (c->buf == MAP_FAILED) {
-		fprintf(stderr, "p2pcopy: mmap %zu bytes of %s at offset %llu: %s\n",
-			c->map_len, c->p2p_path, c->offset, strerror(errno));
-		exit(1);
-	}
+	if (c->buf == MAP_FAILED)
+		die(1, "mmap %zu bytes of %s at offset %llu: %s", c->map_len, c->p2p_path,
+		    c->offset, strerror(errno));
 }
 
 /* Unmap only the first chunk, like p2pmem-test; exit drops the rest. */
@@ -300,20 +293,16 @@ static long long run_workers(const struct cfg *c)
 	long long total = 0;
 	int failed = 0;
 
-	if (!w) {
-		fprintf(stderr, "p2pcopy: out of memory\n");
-		return -1;
-	}
+	if (!w)
+		die(1, "out of memory");
 	for (unsigned long long t = 0; t < c->threads; t++) {
 		int err;
 
 		w[t].cfg = c;
 		w[t].index = t;
 		err = pthread_create(&w[t].tid, NULL, worker_run, &w[t]);
-		if (err) {
-			fprintf(stderr, "p2pcopy: pthread_create: %s\n", strerror(err));
-			exit(1);
-		}
+		if (err)
+			die(1, "pthread_create: %s", strerror(err));
 	}
 	for (unsigned long long t = 0; t < c->threads; t++) {
 		pthread_join(w[t].tid, NULL);

@@ -47,8 +47,7 @@
  * (status ok, skip or fail; note without commas; buffer node, sysfs, anon,
  * or ratio: for map_touch, odirect, cpu_write and cpu_read of a provider,
  * the ratio node : sysfs of each repetition, its median, min and max), and
- * on stdout one line
- * per target and one for the fragmented pool of a pool target:
+ * on stdout one line per target and one for the fragmented pool of a pool target:
  *
  *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-TARGET [reason]
  *   P2PMEM-RESULT: PASS|FAIL|SKIP bench-fragment-TARGET [reason]
@@ -168,24 +167,15 @@ static struct stat3 stats(double *v, int n)
 	return s;
 }
 
-static void csv_header(void)
-{
-	fprintf(opt.csv,
-		"provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note\n");
-}
-
 static void __printf(10, 11)
 csv_row(const struct target *t, int kind, const char *metric, unsigned long long size,
 	int threads, int reps, const char *unit, const struct stat3 *s, const char *status,
 	const char *fmt, ...)
 {
 	char note[256] = "";
-	va_list ap;
 
 	if (fmt) {
-		va_start(ap, fmt);
-		vsnprintf(note, sizeof(note), fmt, ap);
-		va_end(ap);
+		FORMAT_ARGS(note, fmt);
 		for (char *p = note; *p; p++)
 			if (*p == ',' || *p == '\n' || *p == '"')
 				*p = ';';
@@ -204,12 +194,11 @@ csv_row(const struct target *t, int kind, const char *metric, unsigned long long
 
 /* ---- mappings ----------------------------------------------------------- */
 
+/* Host memory is anonymous (its fd is -1); the others map their file. */
 static void *buf_map(const struct buf *b, size_t len)
 {
-	if (b->kind == B_ANON)
-		return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			    -1, 0);
-	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+	return mmap(NULL, len, PROT_READ | PROT_WRITE,
+		    b->kind == B_ANON ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED, b->fd, 0);
 }
 
 /* Write one byte of every page. */
@@ -1076,12 +1065,7 @@ int main(int argc, char **argv)
 		case 'f':
 			if (parse_size(optarg, &v) || !v || v % page)
 				goto bad;
-			if (c == 'T')
-				opt.total = v;
-			else if (c == 'b')
-				opt.bw_len = v;
-			else
-				opt.frag_chunk = v;
+			*(c == 'T' ? &opt.total : c == 'b' ? &opt.bw_len : &opt.frag_chunk) = v;
 			break;
 		case 'S':
 			opt.src = optarg;
@@ -1124,7 +1108,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	csv_header();
+	fprintf(opt.csv,
+		"provider,mode,buffer,metric,size,threads,reps,unit,median,min,max,status,note\n");
 	if (opt.odirect) {
 		set_case("bench-disks");
 		have_disks = !disks_init(&dk);

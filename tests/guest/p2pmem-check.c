@@ -20,6 +20,7 @@
  * a process of its own, and its exit releases them before the next case.
  */
 #define _GNU_SOURCE
+#include <glob.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -33,6 +34,9 @@
 #include <linux/capability.h>
 
 #include "lib.h"
+
+/* The cases share one signature; not all of them use both arguments. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 
 #define MODULE_NAME		"p2pmem_pci"
 #define MISC_MAJOR_NR		10
@@ -116,17 +120,10 @@ static int find_node(const struct target *t, struct node *n)
 	return R_PASS;
 }
 
-/* Wait (quietly) until PCI device @bdf has a node: after a bind, an insmod, a boot. */
-static void wait_for_node(const char *bdf)
-{
-	struct node n;
-
-	wait_until(node_scan(bdf, &n, 1, false) > 0, NODE_TIMEOUT_MS, WAIT_STEP_MS);
-}
-
+/* find_node() once there is one: after a bind, an insmod, a boot (nvme probes async) */
 static int wait_node(const struct target *t, struct node *n)
 {
-	wait_for_node(t->bdf);
+	wait_until(node_scan(t->bdf, n, 1, false) > 0, NODE_TIMEOUT_MS, WAIT_STEP_MS);
 	return find_node(t, n);
 }
 
@@ -139,9 +136,23 @@ static int wait_node_gone(const struct node *n, const char *after)
 	return R_PASS;
 }
 
-static int find_disk(const char *bdf, char *dev, size_t len)
+/* find_node(); skip the case, for @why, unless the node is a pool node iff @pool */
+static int find_node_kind(const struct target *t, struct node *n, bool pool, const char *why)
 {
+	TRY(find_node(t, n));
+	if (n->pool != pool)
+		return skip("%s is a %s node: %s", n->name, n->pool ? "pool" : "device", why);
+	return R_PASS;
+}
+
+/* Open the disk of the rig's @role ("DISK_A") O_DIRECT: its path in @dev. */
+static int open_disk(const char *role, char *dev, size_t len, int *fd)
+{
+	const char *bdf = rig_bdf(role);
+
 	CHECK(disk_of_bdf(bdf, dev, len), "no block device of PCI %s in /sys/block", bdf);
+	*fd = open_blockdev(dev);
+	CHECK(*fd >= 0, "open %s O_DIRECT: %s", dev, strerror(errno));
 	return R_PASS;
 }
 
@@ -168,18 +179,13 @@ struct avail {
  */
 #define NO_POOL ULLONG_MAX
 
-static bool device_memory(const char *bdf)
+static int get_avail(const char *bdf, unsigned long long *v)
 {
 	char drv[64];
 
-	return !existsf(SYSFS_PCI "/devices/%s/p2pmem", bdf) &&
-	       !driver_of(bdf, drv, sizeof(drv)) && !strcmp(drv, MODULE_NAME);
-}
-
-static int get_avail(const char *bdf, unsigned long long *v)
-{
 	*v = NO_POOL;
-	if (device_memory(bdf))
+	if (!existsf(SYSFS_PCI "/devices/%s/p2pmem", bdf) && !driver_of(bdf, drv, sizeof(drv)) &&
+	    !strcmp(drv, MODULE_NAME))
 		return R_PASS;
 	CHECK(!read_avail(bdf, v), "cannot read p2pmem/available of %s: %s", bdf, strerror(errno));
 	return R_PASS;
@@ -239,9 +245,17 @@ static int map_node(const struct node *n, int fd, size_t len, off_t off, void **
 	return R_PASS;
 }
 
+/* open_node(), then map_node() @len bytes at @off */
+static int open_map(const struct node *n, int *fd, size_t len, off_t off, void **p)
+{
+	TRY(open_node(n, fd));
+	return map_node(n, *fd, len, off, p);
+}
+
 static int expect_pattern(const void *p, size_t len, uint64_t seed, const char *what)
 {
-	long long bad = pattern_mismatch(p, len, seed);
+	uint64_t state = prng_init(seed);
+	long long bad = prng_mismatch(p, len, &state);
 
 	CHECK(bad < 0, "%s: data differs at byte %lld of %s", what, bad, sz(len));
 	return R_PASS;
@@ -368,7 +382,7 @@ static void dump_stuck(pid_t pid)
  * Write @val to @path from a child process, so that a write that never
  * returns (a hung unbind) fails the case instead of hanging it.
  */
-static int write_timed(const char *path, const char *val, double *secs)
+static int write_timed(const char *path, const char *val)
 {
 	double start = mono_time();
 	int status;
@@ -385,11 +399,10 @@ static int write_timed(const char *path, const char *val, double *secs)
 		return fail("'echo %s > %s' did not return within %d s", val, path,
 			    SYSFS_TIMEOUT_S);
 	}
-	*secs = mono_time() - start;
 	CHECK(WIFEXITED(status), "writer of %s killed by signal %d", path, WTERMSIG(status));
 	CHECK(!WEXITSTATUS(status), "echo %s > %s: %s", val, path,
 	      strerror(WEXITSTATUS(status)));
-	note("echo %s > %s: %.2f s", val, path, *secs);
+	note("echo %s > %s: %.2f s", val, path, mono_time() - start);
 	return R_PASS;
 }
 
@@ -412,10 +425,9 @@ static int insmod(const char *ko)
 static int driver_write(const char *drv, const char *file, const char *bdf)
 {
 	char path[PATH_MAX];
-	double secs;
 
 	snprintf(path, sizeof(path), SYSFS_PCI "/drivers/%s/%s", drv, file);
-	return write_timed(path, bdf, &secs);
+	return write_timed(path, bdf);
 }
 
 /* Map @len bytes of a fresh open: pool memory is zero; data reads back. */
@@ -426,8 +438,7 @@ static int node_smoke(const struct node *n)
 	void *p;
 	int fd;
 
-	TRY(open_node(n, &fd));
-	TRY(map_node(n, fd, len, 0, &p));
+	TRY(open_map(n, &fd, len, 0, &p));
 	if (n->pool)
 		TRY(expect_zero(p, len, "fresh pool mapping"));
 	pattern_fill(p, len, seed);
@@ -479,13 +490,13 @@ static int bar_len(const char *bdf, unsigned long long bar, unsigned long long *
 	return R_PASS;
 }
 
-/* The node of @t exists, is the right kind of file and describes a valid region. */
+/* The node of @t appears, is the right kind of file and describes a valid region. */
 static int check_target_node(const struct target *t)
 {
 	unsigned long long blen, psize, avail;
 	struct node n;
 
-	TRY(find_node(t, &n));
+	TRY(wait_node(t, &n));
 	TRY(check_devnode(&n));
 	CHECK(n.pool || !strcmp(n.mode, "device"), "%s: mode '%s' is neither pool nor device",
 	      n.name, n.mode);
@@ -548,11 +559,8 @@ static int check_all_nodes(void)
 	return R_PASS;
 }
 
-/* Nodes of providers that probe asynchronously (nvme) may appear after boot. */
 static int case_nodes(const struct target *t, const char *arg)
 {
-	(void)arg;
-	wait_for_node(t->bdf);
 	TRY(check_target_node(t));
 	return check_all_nodes();
 }
@@ -562,12 +570,9 @@ static int case_builtin_node(const struct target *unused, const char *arg)
 {
 	struct target t;
 
-	(void)unused;
-	(void)arg;
 	resolve_target("cmb", &t);
 	CHECK(!module_loaded(), MODULE_NAME " is a loaded module; this kernel should have it built in");
 	CHECK(existsf(SYSFS_PCI "/drivers/" MODULE_NAME), "no PCI driver " MODULE_NAME " registered");
-	wait_for_node(t.bdf);
 	return check_target_node(&t);
 }
 
@@ -586,14 +591,13 @@ static int set_override(const char *bdf, const char *drv)
 static int rebind(const char *bdf, const char *drv)
 {
 	char cur[64];
-	double secs;
 
 	if (!driver_of(bdf, cur, sizeof(cur)))
 		TRY(driver_write(cur, "unbind", bdf));
 	TRY(set_override(bdf, drv));
 	if (!*drv)
 		return R_PASS;
-	TRY(write_timed(SYSFS_PCI "/drivers_probe", bdf, &secs));
+	TRY(write_timed(SYSFS_PCI "/drivers_probe", bdf));
 	CHECK(!driver_of(bdf, cur, sizeof(cur)) && !strcmp(cur, drv),
 	      "%s did not bind to %s (probe failed? see the kernel log)", bdf, drv);
 	return R_PASS;
@@ -604,7 +608,6 @@ static int case_bind(const struct target *t, const char *arg)
 	char drv[64];
 	struct node n;
 
-	(void)arg;
 	if (!driver_of(t->bdf, drv, sizeof(drv))) {
 		CHECK(!strcmp(drv, MODULE_NAME), "%s is bound to %s", t->bdf, drv);
 		note("%s already bound to " MODULE_NAME, t->bdf);
@@ -703,8 +706,7 @@ static int two_mappings_pool(const struct node *n)
 	void *b;
 	int fd;
 
-	TRY(open_node(n, &fd));
-	TRY(map_node(n, fd, WIN, 0, &peer.p));
+	TRY(open_map(n, &fd, WIN, 0, &peer.p));
 	TRY(map_node(n, fd, WIN, 0, &b));
 	TRY(expect_zero(peer.p, WIN, "first mapping"));
 	TRY(expect_zero(b, WIN, "second mapping"));
@@ -723,7 +725,6 @@ static int case_two_mappings(const struct target *t, const char *arg)
 {
 	struct node n;
 
-	(void)arg;
 	TRY(find_node(t, &n));
 	return n.pool ? two_mappings_pool(&n) : two_mappings_device(&n);
 }
@@ -738,10 +739,7 @@ static int case_bar_alias(const struct target *t, const char *arg)
 	int fd, rfd;
 	void *a, *r;
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (n.pool)
-		return skip("%s is a pool node: its memory has no fixed BAR offset", n.name);
+	TRY(find_node_kind(t, &n, false, "its memory has no fixed BAR offset"));
 	probe_offsets(&n, offs);
 	snprintf(res, sizeof(res), SYSFS_PCI "/devices/%s/resource%llu", n.bdf, n.bar);
 	TRY(open_node(&n, &fd));
@@ -814,7 +812,6 @@ static int case_rawio(const struct target *t, const char *arg)
 {
 	struct node n;
 
-	(void)arg;
 	TRY(find_node(t, &n));
 	TRY(in_child(open_without_rawio, &n, "root without CAP_SYS_RAWIO"));
 	note("root without CAP_SYS_RAWIO: open of the %s node %s", n.mode,
@@ -843,13 +840,9 @@ static int case_reset(const struct target *t, const char *arg)
 	void *p;
 	int fd;
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (n.pool)
-		return skip("%s is a pool node: resets are its provider's driver's business", n.name);
+	TRY(find_node_kind(t, &n, false, "resets are its provider's driver's business"));
 	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/reset", n.bdf);
-	TRY(open_node(&n, &fd));
-	TRY(map_node(&n, fd, len, 0, &p));
+	TRY(open_map(&n, &fd, len, 0, &p));
 	pattern_fill(p, len, seed);
 	TRY(mapped_now(p, &in));
 	CHECK(in, "the first page is not mapped after writing it");
@@ -878,7 +871,7 @@ static void reset_race_task(const struct node *n, int i, const volatile int *sto
 	void *p;
 	int fd;
 
-	if (open_node(n, &fd) || map_node(n, fd, MIB, (off_t)i * MIB, &p))
+	if (open_map(n, &fd, MIB, (off_t)i * MIB, &p))
 		_exit(R_FAIL);
 	pattern_fill(p, MIB, seed);
 	while (!*stop) {
@@ -903,10 +896,7 @@ static int case_reset_race(const struct target *t, const char *arg)
 	double start;
 	int err = 0;
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (n.pool)
-		return skip("%s is a pool node: resets are its provider's driver's business", n.name);
+	TRY(find_node_kind(t, &n, false, "resets are its provider's driver's business"));
 	snprintf(path, sizeof(path), SYSFS_PCI "/devices/%s/reset", n.bdf);
 	stop = mmap(NULL, sizeof(*stop), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(stop != MAP_FAILED, "mmap: %s", strerror(errno));
@@ -934,47 +924,35 @@ static int case_reset_race(const struct target *t, const char *arg)
 
 /* ---- case: no-stale-data ----------------------------------------------- */
 
-struct stale_arg {
-	const struct node *n;
-	size_t len;
-};
+#define STALE_LEN	(4 * MIB)
 
-/* One user: fresh pool memory must be zero; then leave dirty memory behind. */
+/* One user of node @arg: fresh pool memory must be zero; then leave dirty memory behind. */
 static int stale_user(void *arg)
 {
-	struct stale_arg *a = arg;
+	const struct node *n = arg;
 	void *p;
 	int fd;
 
-	TRY(open_node(a->n, &fd));
-	TRY(map_node(a->n, fd, a->len, 0, &p));
-	TRY(expect_zero(p, a->len, "fresh mapping"));
-	pattern_fill(p, a->len, new_seed());
-	CHECK(!munmap(p, a->len) && !close(fd), "munmap/close: %s", strerror(errno));
+	TRY(open_map(n, &fd, STALE_LEN, 0, &p));
+	TRY(expect_zero(p, STALE_LEN, "fresh mapping"));
+	pattern_fill(p, STALE_LEN, new_seed());
+	CHECK(!munmap(p, STALE_LEN) && !close(fd), "munmap/close: %s", strerror(errno));
 	return R_PASS;
 }
 
 static int case_no_stale_data(const struct target *t, const char *arg)
 {
-	struct stale_arg a = { .len = 4 * MIB };
 	unsigned long long before;
 	struct node n;
-	char what[32];
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (!n.pool)
-		return skip("%s is a device node: it shares device memory by design", n.name);
-	a.n = &n;
+	TRY(find_node_kind(t, &n, true, "it shares device memory by design"));
 	TRY(get_avail(n.bdf, &before));
-	TRY(stale_user(&a));			/* same process, open after close */
-	TRY(stale_user(&a));
-	for (int i = 1; i <= 2; i++) {		/* other processes */
-		snprintf(what, sizeof(what), "user process %d", i);
-		TRY(in_child(stale_user, &a, what));
-	}
+	TRY(stale_user(&n));			/* same process, open after close */
+	TRY(stale_user(&n));
+	TRY(in_child(stale_user, &n, "user process 1"));	/* other processes */
+	TRY(in_child(stale_user, &n, "user process 2"));
 	TRY(wait_avail(n.bdf, before, "after all users closed"));
-	note("4 users of %s each got zeroed memory", sz(a.len));
+	note("4 users of %s each got zeroed memory", sz(STALE_LEN));
 	return R_PASS;
 }
 
@@ -1060,9 +1038,7 @@ static int kill_populate(const struct target *t, bool copy, size_t len)
 	double full, gone;
 	struct node n;
 
-	TRY(find_node(t, &n));
-	if (!n.pool)
-		return skip("%s is a device node: it clears nothing", n.name);
+	TRY(find_node_kind(t, &n, true, "it clears nothing"));
 	TRY(get_avail(n.bdf, &before));
 	if (!len) {
 		len = (size_t)(before / 2) & ~(size_t)(8 * MIB - 1);
@@ -1085,7 +1061,6 @@ static int kill_populate(const struct target *t, bool copy, size_t len)
 
 static int case_kill_populate(const struct target *t, const char *arg)
 {
-	(void)arg;
 	return kill_populate(t, false, 0);
 }
 
@@ -1109,10 +1084,7 @@ static int case_kill_copy(const struct target *t, const char *arg)
 	struct node n;
 	int fd, r;
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (!n.pool)
-		return skip("%s is a device node: it clears nothing", n.name);
+	TRY(find_node_kind(t, &n, true, "it clears nothing"));
 	TRY(open_node(&n, &fd));
 	for (; nr < FRAG_SINGLES; nr++) {
 		maps[nr] = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -1150,8 +1122,7 @@ static int populate_all(const struct node *n)
 	char *p;
 	int fd;
 
-	TRY(open_node(n, &fd));
-	TRY(map_node(n, fd, n->size, 0, (void **)&p));
+	TRY(open_map(n, &fd, n->size, 0, (void **)&p));
 	for (size_t off = 0; off < n->size; off += page)
 		p[off] = 1;
 	CHECK(!munmap(p, n->size) && !close(fd), "munmap/close: %s", strerror(errno));
@@ -1207,7 +1178,7 @@ static size_t sentinel_pages(const volatile uint64_t *p, size_t len)
  */
 static int two_regions_check(const struct target *t, unsigned long long bar)
 {
-	struct node all[MAX_NODES], *a = &all[0], *b = &all[1], tmp;
+	struct node all[MAX_NODES], *a = &all[0], *b = &all[1];
 	size_t half = bar / 4, intact;
 	char res[PATH_MAX];
 	uint64_t *r;
@@ -1219,9 +1190,8 @@ static int two_regions_check(const struct target *t, unsigned long long bar)
 	CHECK(cnt == 2, "%d nodes have parent %s with " TWO_REGIONS_DRIVER ", expected two",
 	      cnt, t->bdf);
 	if (a->bar_offset > b->bar_offset) {
-		tmp = *a;
-		*a = *b;
-		*b = tmp;
+		a = &all[1];
+		b = &all[0];
 	}
 	CHECK(a->pool && b->pool, "%s is %s, %s is %s: a region of another driver is a pool",
 	      a->name, a->mode, b->name, b->mode);
@@ -1244,8 +1214,7 @@ static int two_regions_check(const struct target *t, unsigned long long bar)
 		r[off / sizeof(*r)] = SENTINEL;
 
 	/* Half of the first region in use: the other half is all it has. */
-	TRY(open_node(a, &fd));
-	TRY(map_node(a, fd, half, 0, (void **)&p));
+	TRY(open_map(a, &fd, half, 0, (void **)&p));
 	intact = sentinel_pages(r, a->size);
 	TRY(expect_enomem(a, half + page, "half of its region mapped"));
 	CHECK(sentinel_pages(r, a->size) == intact && intact >= half / page,
@@ -1273,7 +1242,6 @@ static int case_two_regions(const struct target *t, const char *arg)
 	struct node n;
 	int r;
 
-	(void)arg;
 	if (access(TWO_REGIONS_KO, F_OK))
 		return skip(TWO_REGIONS_KO " is missing (a kernel without modules?)");
 	TRY(bar_len(t->bdf, 2, &bar));
@@ -1384,10 +1352,7 @@ static int case_lockdown(const struct target *t, const char *arg)
 	int fd, fd2;
 	void *p;
 
-	(void)arg;
-	TRY(find_node(t, &n));
-	if (n.pool)
-		return skip("%s is a pool node: lockdown does not gate it", n.name);
+	TRY(find_node_kind(t, &n, false, "lockdown does not gate it"));
 	TRY(open_node(&n, &fd));
 	if (access(LOCKDOWN_FILE, F_OK))
 		mount("securityfs", "/sys/kernel/security", "securityfs", 0, NULL);
@@ -1402,8 +1367,7 @@ static int case_lockdown(const struct target *t, const char *arg)
 	      p == MAP_FAILED ? strerror(errno) : "it worked");
 	close(fd);
 	if (!resolve_target("cmb", &tp) && find_node(&tp, &pool) == R_PASS && pool.pool) {
-		TRY(open_node(&pool, &fd));
-		TRY(map_node(&pool, fd, page, 0, &p));
+		TRY(open_map(&pool, &fd, page, 0, &p));
 		CHECK(!munmap(p, page) && !close(fd), "munmap/close: %s", strerror(errno));
 	}
 	note("locked down (integrity): %s refuses open and mmap with EPERM; the pool node maps",
@@ -1431,12 +1395,8 @@ static int case_odirect(const struct target *t, const char *arg)
 	CHECK(!parse_size(arg, &size) && size && !(size % page), "bad I/O size '%s'", arg);
 	len = ODIRECT_CHUNKS * size;
 	TRY(find_node(t, &n));
-	TRY(find_disk(rig_bdf("DISK_A"), a_dev, sizeof(a_dev)));
-	TRY(find_disk(rig_bdf("DISK_B"), b_dev, sizeof(b_dev)));
-	afd = open_blockdev(a_dev);
-	CHECK(afd >= 0, "open %s O_DIRECT: %s", a_dev, strerror(errno));
-	bfd = open_blockdev(b_dev);
-	CHECK(bfd >= 0, "open %s O_DIRECT: %s", b_dev, strerror(errno));
+	TRY(open_disk("DISK_A", a_dev, sizeof(a_dev), &afd));
+	TRY(open_disk("DISK_B", b_dev, sizeof(b_dev), &bfd));
 	/* a disk range of its own per target and size: [4 * size, 8 * size) */
 	disk_off = t->index * 64 * MIB + ODIRECT_CHUNKS * size;
 	map_off = n.pool ? 0 : 2 * MIB;		/* device node: not at offset 0 */
@@ -1455,8 +1415,7 @@ static int case_odirect(const struct target *t, const char *arg)
 	CHECK(!pwrite_full(afd, orig, len, disk_off), "write %s: %s", a_dev, strerror(errno));
 	pattern_fill(back, len, ~seed);		/* B and the mapping start out different */
 	CHECK(!pwrite_full(bfd, back, len, disk_off), "write %s: %s", b_dev, strerror(errno));
-	TRY(open_node(&n, &fd));
-	TRY(map_node(&n, fd, len, map_off, (void **)&map));
+	TRY(open_map(&n, &fd, len, map_off, (void **)&map));
 	pattern_fill(map, len, seed + 1);
 
 	for (int i = 0; i < ODIRECT_CHUNKS; i++)
@@ -1532,9 +1491,8 @@ static int take_away(const struct target *t, const struct takeaway *how)
 	TRY(find_node(t, &n));
 	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
 	TRY(get_avail(t->bdf, &before));
-	TRY(open_node(&n, &fd));
+	TRY(open_map(&n, &fd, len, n.pool ? 0 : MIB, (void **)&p));
 	TRY(open_node(&n, &stale_fd));
-	TRY(map_node(&n, fd, len, n.pool ? 0 : MIB, (void **)&p));
 	pattern_fill(p, len, seed);
 	TRY(expect_pattern(p, len, seed, "before"));
 
@@ -1574,7 +1532,6 @@ static int case_unbind_sigbus(const struct target *t, const char *arg)
 		"after unbind", "after rebind", unbind_driver, bind_driver
 	};
 
-	(void)arg;
 	return take_away(t, &unbind);
 }
 
@@ -1593,12 +1550,9 @@ static int __printf(1, 2) host_cmd(const char *fmt, ...)
 	char cmd[128], reply[256];
 	struct termios tio;
 	size_t n = 0;
-	va_list ap;
 	int fd;
 
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
+	FORMAT_ARGS(cmd, fmt);
 	fd = open(HOST_TTY, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	CHECK(fd >= 0, "open %s: %s (the host agent's port: run the VM with scripts/vm)",
 	      HOST_TTY, strerror(errno));
@@ -1632,7 +1586,6 @@ static int __printf(1, 2) host_cmd(const char *fmt, ...)
 
 static int case_host(const struct target *t, const char *cmd)
 {
-	(void)t;
 	return host_cmd("%s", cmd);
 }
 
@@ -1669,8 +1622,7 @@ static int case_bind_cycles(const struct target *t, const char *arg)
 		bool keep = i % 2;
 
 		TRY(find_node(t, &n));
-		TRY(open_node(&n, &fd));
-		TRY(map_node(&n, fd, len, 0, &p));
+		TRY(open_map(&n, &fd, len, 0, &p));
 		pattern_fill(p, len, seed + i);
 		TRY(expect_pattern(p, len, seed + i, "before unbind"));
 		if (!keep)
@@ -1741,7 +1693,6 @@ static int unbind_during_read(const struct target *t, const struct node *n,
 			      const char *drv, struct reader *r)
 {
 	double t_unbind, secs;
-	char path[PATH_MAX];
 	pthread_t th;
 	long inflight = 0;
 	int ret;
@@ -1756,9 +1707,9 @@ static int unbind_during_read(const struct target *t, const struct node *n,
 	}
 	note("%ld reads in flight from %s into %s; unbinding %s from %s", inflight,
 	     r->dev, n->dev, t->bdf, drv);
-	snprintf(path, sizeof(path), SYSFS_PCI "/drivers/%s/unbind", drv);
 	t_unbind = mono_time();
-	ret = write_timed(path, t->bdf, &secs);
+	ret = driver_write(drv, "unbind", t->bdf);
+	secs = mono_time() - t_unbind;
 	pthread_join(th, NULL);
 	TRY(ret);
 	note("the read returned %zd (%s) %.2f s after the unbind started; the unbind took %.2f s",
@@ -1777,15 +1728,11 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 	char drv[64];
 	int fd, ret;
 
-	(void)arg;
 	TRY(find_node(t, &n));
 	CHECK(!driver_of(t->bdf, drv, sizeof(drv)), "%s has no driver", t->bdf);
 	TRY(get_avail(t->bdf, &before));
-	TRY(find_disk(rig_bdf("DISK_B"), r.dev, sizeof(r.dev)));
-	r.fd = open_blockdev(r.dev);
-	CHECK(r.fd >= 0, "open %s O_DIRECT: %s", r.dev, strerror(errno));
-	TRY(open_node(&n, &fd));
-	TRY(map_node(&n, fd, INFLIGHT_LEN, n.pool ? 0 : 4 * MIB, &r.buf));
+	TRY(open_disk("DISK_B", r.dev, sizeof(r.dev), &r.fd));
+	TRY(open_map(&n, &fd, INFLIGHT_LEN, n.pool ? 0 : 4 * MIB, &r.buf));
 	pattern_fill(r.buf, INFLIGHT_LEN, 1);	/* every page present */
 
 	TRY(host_cmd("throttle disk %llu", INFLIGHT_BPS));
@@ -1807,7 +1754,6 @@ static int case_unbind_inflight(const struct target *t, const char *arg)
 
 static int unplug_device(const struct target *t, const char *drv)
 {
-	(void)drv;
 	TRY(host_cmd("unplug %s", t->label));
 	return wait_pci(t->bdf, false, "device_del");
 }
@@ -1851,7 +1797,6 @@ static int case_hotunplug(const struct target *t, const char *arg)
 		"after hot-unplug", "after re-plug", unplug_device, plug_device
 	};
 
-	(void)arg;
 	CHECK(t->index < NR_RIG_TARGETS,
 	      "%s is not a device of the rig: hot-unplug needs cmb or ivshmem", t->bdf);
 	return take_away(t, &hotplug);
@@ -1883,13 +1828,12 @@ static int restore_nodes(const struct node *old, int cnt)
 		struct target t = { .bar = -1 };
 		struct node n;
 		char drv[64];
-		double secs;
 
 		scopy(t.label, sizeof(t.label), old[i].name);
 		scopy(t.bdf, sizeof(t.bdf), old[i].bdf);
 		/* driver_override normally rebinds our devices at insmod; else probe */
 		if (!old[i].pool && driver_of(t.bdf, drv, sizeof(drv)))
-			TRY(write_timed(SYSFS_PCI "/drivers_probe", t.bdf, &secs));
+			TRY(write_timed(SYSFS_PCI "/drivers_probe", t.bdf));
 		TRY(wait_node(&t, &n));
 		TRY(node_smoke(&n));
 	}
@@ -1904,8 +1848,6 @@ static int case_rmmod_busy(const struct target *t, const char *arg)
 	int cnt, np, fd, err = 0;
 	void *p;
 
-	(void)t;
-	(void)arg;
 	if (access(ko, R_OK))
 		return skip("no %s: the driver is built in", ko);
 	CHECK(module_loaded(), MODULE_NAME " is not loaded");
@@ -1997,7 +1939,6 @@ static int case_snapshot(const struct target *t, const char *file)
 	FILE *f = fopen(file, "we");
 	struct state st;
 
-	(void)t;
 	CHECK(f, "create %s: %s", file, strerror(errno));
 	state_scan(&st);
 	for (int i = 0; i < st.np; i++)
@@ -2038,40 +1979,28 @@ static const char *nodes_differ(const struct state *want, const struct state *ha
 /* Tasks in uninterruptible sleep (D): a hung unbind or I/O leaves one behind. */
 static int dstate_tasks(char *out, size_t len)
 {
-	DIR *proc = opendir("/proc");
-	struct dirent *p, *t;
+	glob_t g;
 	int cnt = 0;
 
 	out[0] = '\0';
-	while (proc && (p = readdir(proc))) {
-		char dir[300];
-		DIR *task;
+	if (glob("/proc/[0-9]*/task/[0-9]*/stat", 0, NULL, &g))
+		return 0;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		char stat[512], *rp;
 
-		if (!isdigit((unsigned char)p->d_name[0]))
+		if (read_strf(stat, sizeof(stat), "%s", g.gl_pathv[i]))
 			continue;
-		snprintf(dir, sizeof(dir), "/proc/%s/task", p->d_name);
-		task = opendir(dir);
-		while (task && (t = readdir(task))) {
-			char stat[512], *rp;
-
-			if (!isdigit((unsigned char)t->d_name[0]) ||
-			    read_strf(stat, sizeof(stat), "%s/%s/stat", dir, t->d_name))
-				continue;
-			rp = strrchr(stat, ')');
-			if (!rp || rp[1] != ' ' || rp[2] != 'D')
-				continue;
-			cnt++;
-			rp[1] = '\0';			/* "tid (comm)" */
-			if (strlen(out) + strlen(stat) + 3 < len) {
-				strcat(out, stat);
-				strcat(out, "; ");
-			}
+		rp = strrchr(stat, ')');
+		if (!rp || rp[1] != ' ' || rp[2] != 'D')
+			continue;
+		cnt++;
+		rp[1] = '\0';			/* "tid (comm)" */
+		if (strlen(out) + strlen(stat) + 3 < len) {
+			strcat(out, stat);
+			strcat(out, "; ");
 		}
-		if (task)
-			closedir(task);
 	}
-	if (proc)
-		closedir(proc);
+	globfree(&g);
 	return cnt;
 }
 
@@ -2082,7 +2011,6 @@ static int case_leak_check(const struct target *t, const char *file)
 	const char *why = "";
 	char list[256];
 
-	(void)t;
 	TRY(state_load(file, &want));
 	TRY(avail_compare(want.prov, want.np, "compared with the snapshot"));
 	CHECK(wait_until(!*(why = nodes_differ(&want, state_scan(&have))), NODE_TIMEOUT_MS,
@@ -2102,8 +2030,6 @@ static int case_list(const struct target *t, const char *arg)
 	int cnt = node_scan(NULL, nodes, MAX_NODES, false);
 	char a[80], b[80];
 
-	(void)t;
-	(void)arg;
 	printf("%-14s %-13s %-7s %-4s %-11s %-8s %s\n", "node", "PCI parent", "mode", "bar",
 	       "bar_offset", "size", "provider available");
 	for (int i = 0; i < cnt && i < MAX_NODES; i++) {
