@@ -82,6 +82,25 @@ result() {
 	printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$file"
 }
 
+# show_results FILE: every case of FILE, as people read them
+show_results() {
+	local verdict name reason
+	while IFS=$'\t' read -r verdict name reason; do
+		show_result "$verdict" "$name" "$reason"
+	done <"$1"
+}
+
+# run_name VARIANT MODE [TOPOLOGY]: what scripts/vm calls a run, and its
+# console, results and agent log files: VARIANT-MODE, plus -TOPOLOGY for
+# a topology other than switch
+run_name() {
+	if [[ ${3:-switch} == switch ]]; then
+		printf '%s-%s\n' "$1" "$2"
+	else
+		printf '%s-%s-%s\n' "$1" "$2" "$3"
+	fi
+}
+
 # import_results FILE PREFIX OUT: append the cases of FILE to OUT, each
 # named PREFIX/<name>; false if FILE does not exist
 import_results() {
