@@ -19,12 +19,26 @@
 #                  not on the kernel's allowlist) do not allow
 #   rootport-epyc  the same with an AMD EPYC CPU (family 17h, Zen), which
 #                  the kernel trusts to route peer-to-peer DMA: allowed
+#   iommu          QEMU's intel-iommu (DMA translation on), ivshmem and
+#                  disk B as functions 0 and 1 of one device behind root
+#                  port rp2.  With an IOMMU the kernel enables ACS redirect
+#                  on the ports that have ACS, which QEMU's root ports do
+#                  (its switch ports do not), so even that pair goes
+#                  through the host bridge: refused with the default CPU
+#   iommu-epyc     the same with the EPYC CPU: all allowed, mapped by the
+#                  IOMMU where the path goes through the host bridge
+# Not a topology here: peers behind one switch with the IOMMU translating.
+# The kernel answers "bus address", right on hardware, where the switch
+# routes the request without ACS.  QEMU sends every DMA through its IOMMU
+# instead, where the bus address is not mapped: the read completes, but
+# the bytes never arrive (p2pmem_reach --verify: DISAGREES).  With
+# iommu=pt (identity mapping) the same pairs agree.
 # The guest finds them by identity, not by address (tests/guest/lib.sh,
 # find_devices): the NVMe controllers by the serials that platform_cmdline
 # puts on the kernel command line, ivshmem by its PCI ID 1af4:1110.  Tests
 # name them by role to the host agent ("unplug cmb", "throttle disk 0").
 
-TOPOLOGIES="switch rootport rootport-epyc"
+TOPOLOGIES="switch rootport rootport-epyc iommu iommu-epyc"
 CMB_SERIAL=p2pmem-cmb CMB_ID=nv0 CMB_DRIVE_ID=d0
 DISK_SERIAL=p2pmem-disk DISK_DRIVE_ID=d1
 IVSHMEM_ID=iv0 IVSHMEM_SIZE=64M
@@ -34,7 +48,7 @@ DISK_IMAGE_SIZE=256M
 # The devices the host agent removes and adds again, as on the command line.
 CMB_DRIVE="if=none,id=$CMB_DRIVE_ID,format=raw,file=${DISK_IMAGES[0]}"
 CMB_DEV=nvme,id=$CMB_ID,drive=$CMB_DRIVE_ID,serial=$CMB_SERIAL,bus=dn1,cmb_size_mb=64
-IVSHMEM_DEV=ivshmem-plain,id=$IVSHMEM_ID,memdev=hm,bus=dn3
+IVSHMEM_DEV=ivshmem-plain,id=$IVSHMEM_ID,memdev=hm
 
 DISK_DEV=nvme,id=nv1,drive=$DISK_DRIVE_ID,serial=$DISK_SERIAL
 
@@ -48,26 +62,39 @@ platform=(-machine q35 -m 2G -smp 2
 	-device xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=0
 	-device xio3130-downstream,id=dn3,bus=up1,chassis=4,slot=0
 	-device "$CMB_DEV"
-	-object "memory-backend-ram,id=hm,size=$IVSHMEM_SIZE"
-	-device "$IVSHMEM_DEV")
+	-object "memory-backend-ram,id=hm,size=$IVSHMEM_SIZE")
 # set_topology NAME: add where disk B sits (and the CPU) to platform, and
 # set platform_cmdline, which tells the guest the serials and what
 # P2PMEM_IOC_REACH must answer for node role x disk (A: the cmb device's
-# namespace, B: the disk's), as tests/guest/reach.sh checks it
+# namespace, B: the disk's): the map type and, after a slash, its reasons
+# joined by "+", none if there is no slash, as tests/guest/reach.sh checks
 set_topology() {
-	local reach
+	local reach iommu=''
 	case $1 in
 	switch)
+		IVSHMEM_DEV+=,bus=dn3
 		platform+=(-device "$DISK_DEV,bus=dn2")
 		reach=cmb-a:bus-address,cmb-b:bus-address,ivshmem-a:bus-address,ivshmem-b:bus-address ;;
 	rootport | rootport-epyc)
+		IVSHMEM_DEV+=,bus=dn3
 		platform+=(-device pcie-root-port,id=rp2,chassis=5,slot=2 -device "$DISK_DEV,bus=rp2")
-		reach=cmb-a:bus-address,cmb-b:not-supported,ivshmem-a:bus-address,ivshmem-b:not-supported
-		if [[ $1 == rootport-epyc ]]; then
-			platform+=(-cpu EPYC)
-			reach=${reach//not-supported/host-bridge}
-		fi ;;
+		reach=cmb-a:bus-address,cmb-b:N/host-bridge,ivshmem-a:bus-address,ivshmem-b:N/host-bridge ;;
+	iommu | iommu-epyc)
+		# QEMU wants the IOMMU before the devices it translates for
+		platform=(-device intel-iommu,intremap=off "${platform[@]}")
+		IVSHMEM_DEV+=,bus=rp2,addr=0.0,multifunction=on
+		platform+=(-device pcie-root-port,id=rp2,chassis=5,slot=2 -device "$DISK_DEV,bus=rp2,addr=0.1")
+		reach=cmb-a:bus-address,cmb-b:N/host-bridge,ivshmem-a:N/host-bridge,ivshmem-b:N/host-bridge+acs-redirect
+		iommu=' intel_iommu=on' ;;
 	*) die "unknown topology '$1': one of $TOPOLOGIES" ;;
 	esac
-	platform_cmdline="p2pmem.cmb_serial=$CMB_SERIAL p2pmem.disk_serial=$DISK_SERIAL p2pmem.topology=$1 p2pmem.reach=$reach"
+	platform+=(-device "$IVSHMEM_DEV")
+	# N: refused with QEMU's default CPU, through the host bridge with EPYC
+	if [[ $1 == *-epyc ]]; then
+		platform+=(-cpu EPYC)
+		reach=$(sed 's/N\/\([^,]*\)/host-bridge\/\1+cpu/g' <<<"$reach")
+	else
+		reach=${reach//N\//not-supported\/}
+	fi
+	platform_cmdline="p2pmem.cmb_serial=$CMB_SERIAL p2pmem.disk_serial=$DISK_SERIAL p2pmem.topology=$1 p2pmem.reach=$reach$iommu"
 }

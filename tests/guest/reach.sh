@@ -6,11 +6,12 @@
 # may open the nodes and the disks, and checks, for every node (cmb: pool,
 # ivshmem: device memory) and disk (a: the cmb controller's namespace, b:
 # the plain NVMe's):
-#   - the answer is the one scripts/topology.sh predicts for the topology
-#     (p2pmem.reach= on the kernel command line);
+#   - the answer, map type and reasons, is the one scripts/topology.sh
+#     predicts for the topology (p2pmem.reach= on the kernel command line);
 #   - the transfer agrees with it: an O_DIRECT read into the node gives the
-#     bytes it gives in host memory, or fails with EREMOTEIO and moves
-#     nothing where the answer is "not supported";
+#     bytes it gives in host memory, or fails (EINVAL from NVMe, EREMOTEIO
+#     from a queue without P2PDMA) and moves nothing where the answer is
+#     "not supported";
 #   - the unprivileged user gets the same answers for the pool node, and
 #     EPERM for the device memory node (CAP_SYS_RAWIO).
 # One result line per pair, reach-<topology>-<node>-<disk>, then the
@@ -37,6 +38,13 @@ field() {
 	echo "$1" | sed -n "s/.*\"$2\": \"\\([^\"]*\\)\".*/\\1/p"
 }
 
+# answer LINE: the map type and, after a slash, the reasons joined by "+"
+# (as p2pmem.reach= writes them)
+answer() {
+	reasons=$(echo "$1" | sed -n 's/.*"reasons": \[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr , +)
+	echo "$(field "$1" map_type)${reasons:+/$reasons}"
+}
+
 # check_pair NODE-ROLE NODE DISK-ROLE DISK
 check_pair() {
 	name=reach-$topology-$1-$3
@@ -44,7 +52,7 @@ check_pair() {
 	want=$(echo ",$expect," | sed -n "s/.*,$1-$3:\\([^,]*\\),.*/\\1/p")
 	root=$(grep -F "$key" "$OUT.root")
 	user=$(grep -F "$key" "$OUT.user")
-	got=$(field "$root" map_type)
+	got=$(answer "$root")
 	if [ -z "$want" ]; then
 		fail_pair "$name" "p2pmem.reach= predicts nothing for $1-$3"
 	elif [ -z "$got" ]; then
@@ -55,7 +63,7 @@ check_pair() {
 		fail_pair "$name" "the transfer disagrees with $got: $(field "$root" check)"
 	elif [ "$1" = ivshmem ] && ! echo "$user" | grep -q 'Operation not permitted'; then
 		fail_pair "$name" "an unprivileged user was not refused the device memory node: ${user:-no line}"
-	elif [ "$1" != ivshmem ] && [ "$(field "$user" map_type)" != "$got" ]; then
+	elif [ "$1" != ivshmem ] && [ "$(answer "$user")" != "$got" ]; then
 		fail_pair "$name" "an unprivileged user got another answer: ${user:-no line}"
 	elif [ "$1" != ivshmem ] && ! echo "$user" | grep -q '"agrees": true'; then
 		fail_pair "$name" "the unprivileged user's transfer disagrees: $(field "$user" check)"
