@@ -7,7 +7,8 @@
 # ivshmem: device memory) and disk (a: the cmb controller's namespace, b:
 # the plain NVMe's):
 #   - the answer, map type and reasons, is the one scripts/topology.sh
-#     predicts for the topology (p2pmem.reach= on the kernel command line);
+#     predicts for the topology (p2pmem.reach= on the kernel command line),
+#     and ACS redirection is reported on the port that has it;
 #   - the transfer agrees with it: an O_DIRECT read into the node gives the
 #     bytes it gives in host memory, or fails (EINVAL from NVMe, EREMOTEIO
 #     from a queue without P2PDMA) and moves nothing where the answer is
@@ -45,6 +46,21 @@ answer() {
 	echo "$(field "$1" map_type)${reasons:+/$reasons}"
 }
 
+# acs LINE: the bridges of the JSON line's "acs" list, comma-separated
+acs() {
+	echo "$1" | sed -n 's/.*"acs": \[\([^]]*\)\].*/\1/p' | tr -d '" '
+}
+
+# acs_expected LINE ANSWER: the bridge ACS redirection is to be reported
+# on, if the answer names it: in these topologies, the port right above
+# the DMA device (two functions of one device behind a root port)
+acs_expected() {
+	case $2 in
+	*acs-redirect*)
+		basename "$(dirname "$(readlink -f "/sys/bus/pci/devices/$(field "$1" dma_by)")")" ;;
+	esac
+}
+
 # check_pair NODE-ROLE NODE DISK-ROLE DISK
 check_pair() {
 	name=reach-$topology-$1-$3
@@ -59,6 +75,8 @@ check_pair() {
 		fail_pair "$name" "no answer for $2 and $4: ${root:-no line}"
 	elif [ "$got" != "$want" ]; then
 		fail_pair "$name" "answer $got, the topology predicts $want ($root)"
+	elif [ "$(acs "$root")" != "$(acs_expected "$root" "$got")" ]; then
+		fail_pair "$name" "ACS redirection reported on '$(acs "$root")', not on '$(acs_expected "$root" "$got")'"
 	elif ! echo "$root" | grep -q '"agrees": true'; then
 		fail_pair "$name" "the transfer disagrees with $got: $(field "$root" check)"
 	elif [ "$1" = ivshmem ] && ! echo "$user" | grep -q 'Operation not permitted'; then
