@@ -39,16 +39,16 @@ field() {
 	echo "$1" | sed -n "s/.*\"$2\": \"\\([^\"]*\\)\".*/\\1/p"
 }
 
+# list LINE KEY: a list of strings of the JSON line, comma-separated
+list() {
+	echo "$1" | sed -n "s/.*\"$2\": \\[\\([^]]*\\)\\].*/\\1/p" | tr -d '" '
+}
+
 # answer LINE: the map type and, after a slash, the reasons joined by "+"
 # (as p2pmem.reach= writes them)
 answer() {
-	reasons=$(echo "$1" | sed -n 's/.*"reasons": \[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr , +)
+	reasons=$(list "$1" reasons | tr , +)
 	echo "$(field "$1" map_type)${reasons:+/$reasons}"
-}
-
-# acs LINE: the bridges of the JSON line's "acs" list, comma-separated
-acs() {
-	echo "$1" | sed -n 's/.*"acs": \[\([^]]*\)\].*/\1/p' | tr -d '" '
 }
 
 # acs_expected LINE ANSWER: the bridge ACS redirection is to be reported
@@ -75,8 +75,8 @@ check_pair() {
 		fail_pair "$name" "no answer for $2 and $4: ${root:-no line}"
 	elif [ "$got" != "$want" ]; then
 		fail_pair "$name" "answer $got, the topology predicts $want ($root)"
-	elif [ "$(acs "$root")" != "$(acs_expected "$root" "$got")" ]; then
-		fail_pair "$name" "ACS redirection reported on '$(acs "$root")', not on '$(acs_expected "$root" "$got")'"
+	elif [ "$(list "$root" acs)" != "$(acs_expected "$root" "$got")" ]; then
+		fail_pair "$name" "ACS redirection reported on '$(list "$root" acs)', not on '$(acs_expected "$root" "$got")'"
 	elif ! echo "$root" | grep -q '"agrees": true'; then
 		fail_pair "$name" "the transfer disagrees with $got: $(field "$root" check)"
 	elif [ "$1" = ivshmem ] && ! echo "$user" | grep -q 'Operation not permitted'; then
